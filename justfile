@@ -1,0 +1,85 @@
+# bookrec tasks. `just` alone lists them. Every recipe sets itself up first (fast when done).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+set export
+
+bin := justfile_directory() / ".venv/bin"
+HF_HUB_OFFLINE := "1"
+BOOKREC_DB := env_var_or_default("BOOKREC_DB", "data/bookrec.duckdb")
+
+# List the recipes
+default:
+    @{{bin}}/just --list --unsorted 2>/dev/null || just --list --unsorted
+
+# Create .venv and install bookrec with its test extras (CPU torch first); quick when done
+setup:
+    @.ci/setup
+
+# The whole product on sample data: generate, ingest, enrich offline, facets, train, evaluate, serve
+demo size="small": setup (sample size) (ingest-sample size) enrich facets train-all evaluate serve
+
+# Generate deterministic sample data (small|medium|full) into data/sample/<size>
+sample size="small": setup
+    {{bin}}/bookrec sample --size {{size}} --out data/sample/{{size}}
+
+# Ingest Book-Crossing CSVs (any known format) into the DuckDB file
+ingest books ratings users: setup
+    {{bin}}/bookrec ingest --books {{books}} --ratings {{ratings}} --users {{users}}
+
+# Ingest the generated sample data of one size
+ingest-sample size="small": setup
+    {{bin}}/bookrec ingest --books data/sample/{{size}}/Books.csv --ratings data/sample/{{size}}/Ratings.csv --users data/sample/{{size}}/Users.csv
+
+# Ingest the real Book-Crossing subset in ../shared/data/bookcrossing
+ingest-real: setup
+    {{bin}}/bookrec ingest --books ../shared/data/bookcrossing/Books.csv --ratings ../shared/data/bookcrossing/Ratings.csv --users ../shared/data/bookcrossing/Users.csv
+
+# Enrich every book (OpenAI-compatible API if OPENAI_API_KEY/OPENAI_BASE_URL is set, else offline zero-shot)
+enrich *args: setup
+    {{bin}}/bookrec enrich {{args}}
+
+# Normalise enrichment labels into facets (SentenceTransformer + KMeans per field)
+facets *args: setup
+    {{bin}}/bookrec facets {{args}}
+
+# Train one model (lightgcn|mf|ncf|gfcf|popularity), e.g. `just train lightgcn --epochs 50`
+train model="lightgcn" *args: setup
+    {{bin}}/bookrec train --model {{model}} {{args}}
+
+# Train every model on the shared split
+train-all: setup
+    for m in popularity gfcf mf lightgcn ncf; do {{bin}}/bookrec train --model $m; done
+
+# Full-ranking leaderboard of the current runs (sampled metric shown apart)
+evaluate: setup
+    {{bin}}/bookrec evaluate --all
+
+# Recommendations for one reader, e.g. `just recommend 276847`
+recommend user *args: setup
+    {{bin}}/bookrec recommend --user {{user}} {{args}}
+
+# Static HTML analysis report (co-occurrence heatmaps, 3D surface, distributions)
+report out="data/report": setup
+    {{bin}}/bookrec report --out {{out}}
+
+# Serve the Dash dashboard on http://127.0.0.1:8050
+serve *args: setup
+    {{bin}}/bookrec serve {{args}}
+
+# Dataset numbers and the last run of every stage
+status: setup
+    {{bin}}/bookrec status
+
+# Run the test suite (browser tests skip when chromium is absent)
+test *args: setup
+    {{bin}}/python -m pytest {{args}}
+
+# Run the benchmarks in bench/ (slow; figures go to docs/BENCHMARKS.md by hand)
+bench: setup
+    {{bin}}/pip install -q -e ".[test,bench]"
+    for b in bench/*.py; do echo "== $b"; {{bin}}/python "$b"; done
+
+# Lint and format-check with ruff
+lint: setup
+    {{bin}}/ruff check engine app tests bench
+    {{bin}}/ruff format --check engine app tests bench
