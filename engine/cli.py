@@ -13,6 +13,7 @@ from engine.errors import BookrecError
 # One module per stage under engine/commands; each exposes `commands`, a list of click commands.
 COMMAND_MODULES = [
     "engine.commands.core",
+    "engine.commands.sample",
 ]
 
 
