@@ -14,6 +14,7 @@ from engine.errors import BookrecError
 COMMAND_MODULES = [
     "engine.commands.core",
     "engine.commands.sample",
+    "engine.commands.enrich",
 ]
 
 

@@ -1,0 +1,154 @@
+"""The only network code of enrichment: one chat-completions call through the openai SDK (retries off)."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from engine.enrich.schema import response_format
+
+log = logging.getLogger("engine.enrich")
+
+
+@dataclass
+class Completion:
+    """One successful HTTP exchange: the reply text and what it cost."""
+
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    headers: dict[str, str]
+    latency_s: float
+    mode: str
+
+
+@dataclass
+class RequestFailed(Exception):
+    """A request that produced no usable HTTP reply; `retryable` says whether trying again can help."""
+
+    reason: str
+    retryable: bool
+    retry_after: float | None = None
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    fatal: bool = False        # every later request would fail the same way (bad key, unknown model)
+    latency_s: float = 0.0
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """The server's requested wait: retry-after-ms, else retry-after (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    headers = {k.lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in headers:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000.0)
+        if "retry-after" in headers:
+            return max(0.0, float(headers["retry-after"]))
+    except ValueError:
+        parsed = email.utils.parsedate_tz(headers.get("retry-after", ""))
+        if parsed is not None:
+            return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+    return None
+
+
+class LLMClient:
+    """Async chat completions against any OpenAI-compatible server, structured output when it can.
+
+    The SDK's own retries are switched off (max_retries=0): the scheduler owns the single retry
+    layer, because it must count attempts per book, pace retries through the shared rate budget,
+    re-split batches, and also retry replies that arrive fine over HTTP but hold bad JSON.
+    """
+
+    def __init__(self, *, model: str, api_key: str | None, base_url: str | None, timeout: float,
+                 structured_output: str = "auto", temperature: float | None = 0.0):
+        self.model = model
+        self.structured_output = structured_output
+        self.mode = "json_object" if structured_output == "json_object" else "json_schema"
+        self.temperature = temperature
+        self._secret = api_key or ""
+        # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the SDK insists on one.
+        self._client = openai.AsyncOpenAI(
+            api_key=api_key or "no-key", base_url=base_url, timeout=timeout, max_retries=0
+        )
+
+    def redact(self, text: str) -> str:
+        """`text` with the API key blanked out, for anything that may reach a log, a screen or the DB."""
+        return text.replace(self._secret, "***") if len(self._secret) >= 4 else text
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.close()
+
+    async def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
+        """Send one chat completion; raises RequestFailed with a clear, key-free reason on any failure."""
+        mode = self.mode
+        start = time.perf_counter()
+        try:
+            extra = {} if self.temperature is None else {"temperature": self.temperature}
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=self.model, messages=messages,  # type: ignore[arg-type]
+                response_format=response_format(mode),  # type: ignore[arg-type]
+                max_tokens=max_tokens, **extra,
+            )
+            headers = dict(raw.headers.items())
+            body = json.loads(raw.http_response.text)
+        except openai.APIStatusError as exc:
+            raise self._status_failure(exc, mode, time.perf_counter() - start) from None
+        except openai.APITimeoutError:
+            raise RequestFailed("request timed out", retryable=True, latency_s=time.perf_counter() - start) from None
+        except openai.APIConnectionError as exc:
+            raise RequestFailed(self.redact(f"connection failed: {exc}"), retryable=True,
+                                latency_s=time.perf_counter() - start) from None
+        except (json.JSONDecodeError, UnicodeDecodeError, openai.APIResponseValidationError):
+            raise RequestFailed("response body is not JSON", retryable=True,
+                                latency_s=time.perf_counter() - start) from None
+        latency = time.perf_counter() - start
+        try:
+            choice = body["choices"][0]
+            text = choice["message"].get("content")
+            finish = choice.get("finish_reason")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise RequestFailed("response has no choices[0].message", retryable=True, headers=headers,
+                                latency_s=latency) from None
+        usage = body.get("usage") if isinstance(body, dict) else None
+        usage = usage if isinstance(usage, dict) else {}
+        return Completion(text, finish, usage.get("prompt_tokens"), usage.get("completion_tokens"),
+                          headers, latency, mode)
+
+    def _status_failure(self, exc: openai.APIStatusError, mode: str, latency: float) -> RequestFailed:
+        status = exc.status_code
+        headers = dict(exc.response.headers.items()) if exc.response is not None else {}
+        message = self.redact(_error_message(exc))
+        if status == 400 and mode == "json_schema" and self.structured_output == "auto":
+            # Older servers reject response_format=json_schema: switch once, for the whole run.
+            if self.mode == "json_schema":
+                log.warning("server rejected structured output (%s); falling back to json_object", message)
+            self.mode = "json_object"
+            return RequestFailed("structured output unsupported; switched to json_object", retryable=True,
+                                 retry_after=0.0, status=status, headers=headers, latency_s=latency)
+        retryable = status in (408, 409, 429) or status >= 500
+        fatal = status in (401, 403, 404)
+        return RequestFailed(f"HTTP {status}: {message}", retryable=retryable, status=status,
+                             retry_after=retry_after_seconds(headers), headers=headers, fatal=fatal,
+                             latency_s=latency)
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body: Any = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:200]
+    return str(exc.message)[:200]
