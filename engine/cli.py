@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "engine.commands.core",
     "engine.commands.sample",
     "engine.commands.enrich",
+    "engine.commands.ingest",
 ]
 
 

@@ -191,11 +191,34 @@ def replace_table(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFram
     con.register(view, frame.to_arrow())
     try:
         cols = ", ".join(f'"{c}"' for c in frame.columns)
-        con.execute(f"DELETE FROM {table}")
+        _empty_table(con, table)
         con.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {view}")
     finally:
         con.unregister(view)
     return frame.height
+
+
+def _empty_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Remove all rows; a table with a key or index is dropped and re-created from its catalog DDL.
+
+    DuckDB checks unique keys eagerly, so DELETE + INSERT of the same keys in one transaction is
+    pathologically slow (about 25 s for 271k VARCHAR keys, against 2 s this way). DDL is
+    transactional, so a rollback still restores the old table, rows and indexes.
+    """
+    where = "table_name = ? AND schema_name = current_schema() AND database_name = current_database()"
+    keyed = con.execute(
+        f"SELECT count(*) FROM duckdb_constraints() WHERE {where} AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+        [table],
+    ).fetchall()[0][0]
+    indexes = [r[0] for r in con.execute(f"SELECT sql FROM duckdb_indexes() WHERE {where} AND sql IS NOT NULL", [table]).fetchall()]
+    if not keyed and not indexes:
+        con.execute(f"DELETE FROM {table}")
+        return
+    ddl = con.execute(f"SELECT sql FROM duckdb_tables() WHERE {where}", [table]).fetchall()[0][0]
+    con.execute(f"DROP TABLE {table}")
+    con.execute(ddl)
+    for statement in indexes:
+        con.execute(statement)
 
 
 def append_table(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:

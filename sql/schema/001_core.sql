@@ -23,8 +23,9 @@ CREATE TABLE users (
 CREATE TABLE ratings (
     user_id INTEGER NOT NULL,
     isbn    VARCHAR NOT NULL,          -- may be absent from books (kept, counted)
-    rating  TINYINT NOT NULL,          -- 0 = implicit interaction, 1..10 explicit
-    PRIMARY KEY (user_id, isbn)
+    rating  TINYINT NOT NULL           -- 0 = implicit interaction, 1..10 explicit
+    -- (user_id, isbn) is unique: engine.ingest resolves duplicates before loading. Deliberately
+    -- no PRIMARY KEY: its index triples the load time of 1.15M rows and no query uses it.
 );
 
 CREATE TABLE rejected_rows (
