@@ -13,9 +13,13 @@ from engine.errors import BookrecError
 # One module per stage under engine/commands; each exposes `commands`, a list of click commands.
 COMMAND_MODULES = [
     "engine.commands.core",
-    "engine.commands.sample",
-    "engine.commands.enrich",
     "engine.commands.ingest",
+    "engine.commands.enrich",
+    "engine.commands.sample",
+    "engine.commands.facets",
+    "engine.commands.models",
+    "engine.commands.bench",
+    "engine.commands.serve",
 ]
 
 

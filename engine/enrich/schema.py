@@ -14,6 +14,7 @@ MAX_LABEL_CHARS = 60
 MAX_SUMMARY_CHARS = 1000
 
 _SPACE = re.compile(r"\s+")
+_TRIM = " .,;:\"'`"  # stripped from both ends, together, so a second pass finds nothing more to strip
 _ACRONYM = re.compile(r"^[A-Z0-9]{2,5}$")  # YA, LGBTQ, WWII: keep as written
 
 
@@ -26,11 +27,13 @@ def _word(word: str) -> str:
 
 def normalize_label(raw: Any) -> str:
     """One label, trimmed and title-cased the same way every time ('  science  fiction' -> 'Science Fiction')."""
-    text = _SPACE.sub(" ", str(raw)).strip().strip(".,;:\"'`")
-    if len(text) > 5 and text.isupper():  # a shouted label, not an acronym: "SELF-HELP" -> "Self-Help"
+    text = _SPACE.sub(" ", str(raw)).strip(_TRIM)
+    # A shouted label, not an acronym: "SELF-HELP" -> "Self-Help". Judged by a word too long to be an
+    # acronym, so that the output ("Y 4X") is judged the same way again (idempotent).
+    if text.isupper() and any(len(w) > 5 for w in text.split(" ")):
         text = text.lower()
     words = [("-".join(_word(part) for part in w.split("-"))) for w in text.split(" ")]
-    return " ".join(words)[:MAX_LABEL_CHARS].strip()
+    return " ".join(words)[:MAX_LABEL_CHARS].strip(_TRIM)
 
 
 def normalize_labels(value: Any) -> list[str]:

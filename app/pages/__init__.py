@@ -1,0 +1,1 @@
+"""One module per dashboard page (Dash pages); each reads data only through app.data."""

@@ -1,0 +1,1 @@
+"""Data loaders for interaction formats outside the DuckDB store (benchmarks)."""

@@ -1,0 +1,1 @@
+"""Evaluation: full-ranking metrics (and the sampled metric) shared by every model."""

@@ -1,0 +1,169 @@
+"""The one model interface: Dataset in, fit, score users against all items, embeddings, state."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+Callback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Implicit feedback with 0-based contiguous ids; each matrix is users x items, 1.0 per positive."""
+
+    n_users: int
+    n_items: int
+    train: sp.csr_matrix
+    valid: sp.csr_matrix | None = None
+    test: sp.csr_matrix | None = None
+    # Optional side information, e.g. {"user_features": int array [n_users], "item_features": ...}.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("train", "valid", "test"):
+            m = getattr(self, name)
+            if m is None:
+                continue
+            if m.shape != (self.n_users, self.n_items):
+                raise ValueError(f"{name} has shape {m.shape}, expected {(self.n_users, self.n_items)}")
+            object.__setattr__(self, name, binarize(m))
+
+    def fingerprint(self) -> str:
+        """Short hash of the shapes and the training/validation/test interactions."""
+        h = hashlib.sha256(f"{self.n_users}x{self.n_items}".encode())
+        for m in (self.train, self.valid, self.test):
+            if m is None:
+                h.update(b"none")
+                continue
+            h.update(m.indptr.astype(np.int64).tobytes())
+            h.update(m.indices.astype(np.int64).tobytes())
+        return h.hexdigest()[:16]
+
+    def eval_split(self) -> sp.csr_matrix | None:
+        """The matrix used for early stopping: validation when present, else test."""
+        return self.valid if self.valid is not None and self.valid.nnz else self.test
+
+
+def binarize(m: sp.spmatrix) -> sp.csr_matrix:
+    """CSR float32 with sorted indices, duplicates merged and every stored value 1.0."""
+    m = sp.csr_matrix(m, dtype=np.float32)
+    m.sum_duplicates()
+    m.eliminate_zeros()
+    m.sort_indices()
+    m.data[:] = 1.0
+    return m
+
+
+@dataclass
+class FitResult:
+    """What training did: one entry per evaluation, the best epoch and the wall time."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)  # epoch, loss, metrics, seconds
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+
+
+class Recommender(ABC):
+    """A model that fits on a Dataset and scores users against every item (higher is better)."""
+
+    name: ClassVar[str] = "base"
+    settings_cls: ClassVar[type]
+
+    def __init__(self, settings: Any = None):
+        self.settings = settings if settings is not None else self.settings_cls()
+
+    @abstractmethod
+    def fit(self, data: Dataset, settings: Any = None, *, callback: Callback | None = None) -> FitResult:
+        """Train (or compute) the model on `data.train`; `callback(epoch, metrics)` after each eval."""
+
+    @abstractmethod
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [len(users), n_items], float; training items are NOT masked here."""
+
+    def user_embeddings(self) -> np.ndarray | None:
+        """Final user vectors [n_users, dim], or None for models without them."""
+        return None
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """Final item vectors [n_items, dim], or None for models without them."""
+        return None
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the fitted model (settings included); torch.save-able."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: dict[str, Any]) -> Recommender:
+        """Rebuild a fitted model from `state()`."""
+
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def register(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator: make a Recommender buildable by its `name`."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered() -> list[str]:
+    """Names `build` accepts."""
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def model_class(model_name: str) -> type[Recommender]:
+    """The Recommender class registered under `model_name`."""
+    from engine.errors import UnknownEntityError
+
+    _load_builtin()
+    try:
+        return _REGISTRY[model_name]
+    except KeyError:
+        raise UnknownEntityError(
+            f"unknown model {model_name!r}", hint=f"Known models: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def build(model_name: str, settings_overrides: dict[str, Any] | None = None) -> Recommender:
+    """A fresh model with settings from bookrec.toml [<model>], BOOKREC_<MODEL>_*, then overrides."""
+    from engine.config import load_settings
+
+    cls = model_class(model_name)
+    settings = load_settings(cls.settings_cls, model_name, settings_overrides or {})
+    return cls(settings)
+
+
+def settings_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """A settings dataclass from its `config.as_dict` dump (lists back to tuples, strings to Path)."""
+    from engine.config import load_settings
+
+    return load_settings(cls, "__state__", values, config_file=Path("/nonexistent/bookrec.toml"), environ={})
+
+
+def from_state(state: dict[str, Any]) -> Recommender:
+    """Rebuild any registered model from its `state()` (dispatches on state['model'])."""
+    return model_class(state["model"]).from_state(state)
+
+
+def _load_builtin() -> None:
+    # Importing the modules registers their classes; done lazily to avoid an import cycle.
+    import engine.models.gfcf  # noqa: F401
+    import engine.models.lightgcn  # noqa: F401
+    import engine.models.ncf  # noqa: F401
+
+    try:  # the popularity baseline lives beside the DuckDB side of the models
+        import engine.models.popularity  # noqa: F401
+    except ModuleNotFoundError as exc:
+        if exc.name != "engine.models.popularity":
+            raise

@@ -1,0 +1,136 @@
+"""Interactions for training: ratings -> positives -> optional k-core -> Dataset + id maps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import duckdb
+import numpy as np
+import polars as pl
+from scipy.sparse import csr_matrix
+
+from engine import db
+from engine.models.base import Dataset
+
+Positives = Literal["all", "explicit", "threshold"]
+PARTS = ("train", "valid", "test")
+
+
+def select_positives(
+    ratings: pl.DataFrame, positives: Positives = "all", threshold: int = 1
+) -> pl.DataFrame:
+    """Keep the interactions that count as positive.
+
+    all: every row, implicit 0 included; explicit: rating >= 1 (the prototype); threshold:
+    rating >= `threshold` (e.g. 6 for "liked it").
+    """
+    if positives == "all":
+        return ratings
+    if positives == "explicit":
+        return ratings.filter(pl.col("rating") >= 1)
+    if positives == "threshold":
+        return ratings.filter(pl.col("rating") >= threshold)
+    raise ValueError(f"unknown positives setting {positives!r}")
+
+
+def kcore(interactions: pl.DataFrame, k: int) -> pl.DataFrame:
+    """Iteratively drop users and items with fewer than k interactions until none is left (k <= 1: no-op)."""
+    if k <= 1:
+        return interactions
+    df = interactions
+    while True:
+        n = df.height
+        df = df.filter((pl.len().over("user_id") >= k) & (pl.len().over("isbn") >= k))
+        # one pass can push others below k; stop at the fixed point
+        if df.height == n:
+            return df
+
+
+@dataclass(frozen=True)
+class IdMaps:
+    """0-based model indices <-> bookrec ids (user_id INTEGER, isbn VARCHAR), both sorted."""
+
+    user_ids: np.ndarray  # index -> user_id
+    isbns: np.ndarray  # index -> isbn (object array of str)
+
+    @property
+    def n_users(self) -> int:
+        """Number of users in the model."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items (books) in the model."""
+        return len(self.isbns)
+
+    def user_index(self, user_ids: np.ndarray) -> np.ndarray:
+        """Model indices of `user_ids` (-1 where unknown)."""
+        return _lookup(self.user_ids, np.asarray(user_ids))
+
+    def item_index(self, isbns: np.ndarray) -> np.ndarray:
+        """Model indices of `isbns` (-1 where unknown)."""
+        return _lookup(self.isbns, np.asarray(isbns, dtype=object))
+
+
+def _lookup(keys_by_index: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    # a hash lookup through Polars: fast for millions of ISBN strings, unlike np.searchsorted on objects
+    index = pl.Series(keys_by_index.tolist() if keys_by_index.dtype == object else keys_by_index)
+    wanted = pl.Series(keys.tolist() if keys.dtype == object else keys)
+    if wanted.dtype != index.dtype:
+        wanted = wanted.cast(index.dtype, strict=False)
+    return wanted.replace_strict(
+        index, np.arange(len(index)), default=-1, return_dtype=pl.Int64
+    ).to_numpy()
+
+
+def id_maps(interactions: pl.DataFrame) -> IdMaps:
+    """Id maps over every user and item present in `interactions` (all parts of a split)."""
+    users = np.sort(interactions["user_id"].unique().to_numpy())
+    isbns = np.array(sorted(interactions["isbn"].unique().to_list()), dtype=object)
+    return IdMaps(users, isbns)
+
+
+def part_matrix(interactions: pl.DataFrame, maps: IdMaps, part: str | None = None) -> csr_matrix:
+    """CSR matrix (n_users x n_items, 1.0 per positive) of one part (or all rows when part is None)."""
+    rows = interactions if part is None else interactions.filter(pl.col("part") == part)
+    u = maps.user_index(rows["user_id"].to_numpy())
+    i = maps.item_index(np.array(rows["isbn"].to_list(), dtype=object))
+    data = np.ones(len(u), dtype=np.float32)
+    m = csr_matrix((data, (u, i)), shape=(maps.n_users, maps.n_items), dtype=np.float32)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+def to_dataset(split_rows: pl.DataFrame) -> tuple[Dataset, IdMaps]:
+    """Dataset (train/valid/test CSR) and id maps from split rows (user_id, isbn, part)."""
+    maps = id_maps(split_rows)
+    mats = {p: part_matrix(split_rows, maps, p) for p in PARTS}
+    valid = mats["valid"] if mats["valid"].nnz else None
+    test = mats["test"] if mats["test"].nnz else None
+    extras = {}
+    if "rating" in split_rows.columns:
+        extras["train_ratings"] = rating_matrix(split_rows.filter(pl.col("part") == "train"), maps)
+    return Dataset(maps.n_users, maps.n_items, mats["train"], valid, test, extras=extras), maps
+
+
+def rating_matrix(rows: pl.DataFrame, maps: IdMaps) -> csr_matrix:
+    """CSR of rating values (0 = implicit, kept as an explicit zero entry) for popularity's Bayesian mean."""
+    u = maps.user_index(rows["user_id"].to_numpy())
+    i = maps.item_index(np.array(rows["isbn"].to_list(), dtype=object))
+    return csr_matrix(
+        (rows["rating"].to_numpy().astype(np.float32), (u, i)), shape=(maps.n_users, maps.n_items)
+    )
+
+
+def load_ratings(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Every rating row (user_id, isbn, rating) from DuckDB."""
+    return db.query(con, "model_ratings")
+
+
+def load_interactions(
+    con: duckdb.DuckDBPyConnection, positives: Positives = "all", threshold: int = 1, k: int = 0
+) -> pl.DataFrame:
+    """Positive interactions from `ratings` under the positives setting, k-core filtered."""
+    return kcore(select_positives(load_ratings(con), positives, threshold), k)

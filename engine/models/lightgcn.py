@@ -1,0 +1,163 @@
+"""LightGCN (He et al. 2020) on torch sparse CSR, and MF-BPR as its 0-layer special case."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import as_dict
+from engine.models import trainer
+from engine.models.base import (
+    Callback,
+    Dataset,
+    FitResult,
+    Recommender,
+    register,
+    settings_from_dict,
+)
+from engine.models.graph import normalized_adjacency, propagate, propagate_rows, to_torch_csr
+
+
+@dataclass(frozen=True)
+class LightGCNSettings:
+    """LightGCN hyper-parameters (the paper's Gowalla settings) and training-loop options."""
+
+    layers: int = 3
+    dim: int = 64
+    lr: float = 1e-3
+    reg: float = 1e-4  # weight of the L2 term on the batch's layer-0 embeddings
+    batch_size: int = 2048
+    init_std: float = 0.1  # normal(0, 0.1) init, as the official code
+    epochs: int = 50
+    eval_every: int = 5
+    patience: int = 3  # evaluations without improvement before stopping; 0 = never stop early
+    eval_metric: str = "recall@20"
+    eval_ks: tuple[int, ...] = (20,)
+    eval_batch_size: int = 2048
+    seed: int = 2020
+    device: str = "auto"
+    num_threads: int = 0  # 0 = one per available core
+    checkpoint_dir: Path | None = None
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class MFSettings(LightGCNSettings):
+    """MF-BPR: LightGCN with no propagation layers."""
+
+    layers: int = 0
+
+
+class LightGCNModule(nn.Module):
+    """Ego embeddings of users then items; the graph is attached, not a parameter."""
+
+    def __init__(self, n_users: int, n_items: int, dim: int, layers: int, init_std: float):
+        super().__init__()
+        self.n_users, self.n_items, self.layers = n_users, n_items, layers
+        self.embedding = nn.Embedding(n_users + n_items, dim)
+        nn.init.normal_(self.embedding.weight, std=init_std)
+        self.adj: torch.Tensor | None = None
+
+    def propagate_all(self) -> torch.Tensor:
+        """Final embeddings of every node (mean of layers 0..L)."""
+        return propagate(self.adj, self.embedding.weight, self.layers)
+
+    def bpr_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> torch.Tensor:
+        """BPR + reg * 1/2 (|u0|^2 + |p0|^2 + |n0|^2) / batch, exactly the official LightGCN loss."""
+        nodes = torch.cat([users, pos + self.n_users, neg + self.n_users])
+        uniq, inverse = torch.unique(nodes, return_inverse=True)
+        final, ego = propagate_rows(self.adj, self.embedding.weight, uniq, self.layers)
+        u, p, n = final[inverse].split(len(users))
+        reg_loss = 0.5 * ego[inverse].pow(2).sum() / len(users)
+        bpr = F.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
+        return bpr + reg * reg_loss
+
+
+@register
+class LightGCN(Recommender):
+    """LightGCN: mean of L hops of D^-1/2 A D^-1/2 over the user-item graph, BPR, Adam."""
+
+    name = "lightgcn"
+    settings_cls = LightGCNSettings
+
+    def __init__(self, settings: Any = None):
+        super().__init__(settings)
+        self.module: LightGCNModule | None = None
+        self._users: torch.Tensor | None = None
+        self._items: torch.Tensor | None = None
+
+    def init_module(self, data: Dataset, device: torch.device) -> None:
+        """Build the graph from the training interactions only and a freshly initialised module."""
+        s = self.settings
+        self.module = LightGCNModule(data.n_users, data.n_items, s.dim, s.layers, s.init_std).to(device)
+        if s.layers > 0:
+            self.module.adj = to_torch_csr(normalized_adjacency(data.train), device)
+
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """Loss of one batch of (user, positive, negative) triples."""
+        return self.module.bpr_loss(users, pos, neg[:, 0] if neg.dim() == 2 else neg, self.settings.reg)
+
+    def finalize(self) -> None:
+        """Propagate once and cache the final user/item embeddings for scoring."""
+        self.module.eval()
+        with torch.no_grad():
+            final = self.module.propagate_all().detach()  # layers = 0 returns the parameter itself
+        self._users, self._items = final[: self.module.n_users], final[self.module.n_users :]
+
+    def fit(self, data: Dataset, settings: Any = None, *, callback: Callback | None = None) -> FitResult:
+        """Train with the shared loop (early stopping, checkpoints); keeps the best evaluated weights."""
+        if settings is not None:
+            self.settings = settings
+        return trainer.fit(self, data, callback)
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Inner products of the final embeddings: [len(users), n_items]."""
+        users = users.to(self._users.device)
+        return self._users[users] @ self._items.T
+
+    def user_embeddings(self) -> np.ndarray | None:
+        """Final (propagated) user vectors."""
+        return self._users.cpu().numpy()
+
+    def item_embeddings(self) -> np.ndarray | None:
+        """Final (propagated) item vectors."""
+        return self._items.cpu().numpy()
+
+    def state(self) -> dict[str, Any]:
+        """Settings, ego weights and final embeddings (enough to score without the graph)."""
+        return {
+            "model": self.name,
+            "settings": as_dict(self.settings),
+            "n_users": self.module.n_users,
+            "n_items": self.module.n_items,
+            "ego": self.module.embedding.weight.detach().cpu(),
+            "users": self._users.cpu(),
+            "items": self._items.cpu(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> LightGCN:
+        """Rebuild a fitted model from `state()`, on the CPU."""
+        model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
+        s = model.settings
+        model.module = LightGCNModule(state["n_users"], state["n_items"], s.dim, s.layers, s.init_std)
+        with torch.no_grad():
+            model.module.embedding.weight.copy_(state["ego"])
+        model._users, model._items = state["users"], state["items"]
+        return model
+
+
+@register
+class MF(LightGCN):
+    """Matrix factorisation with BPR: the same code as LightGCN with zero layers."""
+
+    name = "mf"
+    settings_cls = MFSettings
+

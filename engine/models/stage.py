@@ -1,0 +1,236 @@
+"""Stage "train:<model>": current split -> Dataset -> fit -> evaluate -> write back (DuckDB side)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from engine import config, pipeline
+from engine.evaluate.metrics import full_ranking
+from engine.evaluate.sampled import sampled_ranking
+from engine.models import runs, split
+from engine.models.base import Dataset, Recommender, build, model_class
+from engine.models.data import IdMaps, to_dataset
+from engine.models.trainer import resolve_device
+
+# Models whose score is the inner product of the embeddings they return: recommend() ranks
+# item_embeddings · user_embedding in SQL. Others get a precomputed top-N (`recommendations`).
+INNER_PRODUCT_MODELS = {"mf", "lightgcn"}
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How runs are evaluated and what is written back ([evaluate] in bookrec.toml)."""
+
+    ks: tuple[int, ...] = (10, 20)
+    batch_size: int = 1024
+    sampled_negatives: int = 99  # the prototype's protocol: 1 held-out item among 99 unseen
+    sampled_k: int = 10
+    topn: int = 100  # precomputed recommendations per user for 'topn' models
+    device: str = "auto"
+    models_dir: Path | None = None  # state files; default: <db dir>/models
+
+
+@dataclass
+class TrainResult:
+    """What `train` did: the run written, and the split it used."""
+
+    record: runs.RunRecord
+    split: split.SplitInfo
+    skipped: bool = False
+
+
+def scoring_of(model: Recommender) -> str:
+    """'embedding' when recommend() may rank by inner products in SQL, else 'topn'."""
+    flag = getattr(model, "scores_are_inner_products", None)
+    if flag is None:
+        flag = model.name in INNER_PRODUCT_MODELS
+    return "embedding" if flag and model.user_embeddings() is not None else "topn"
+
+
+def known(data: Dataset, *parts: str) -> sp.csr_matrix:
+    """Sum of the named parts (each may be absent) as one binary CSR."""
+    m = data.train.copy()
+    for p in parts:
+        extra = getattr(data, p)
+        if extra is not None:
+            m = m + extra
+    m = m.tocsr()
+    m.data[:] = 1.0
+    return m
+
+
+def evaluate_model(
+    model: Recommender, data: Dataset, settings: EvalSettings, seed: int
+) -> dict[str, float]:
+    """Full ranking on test (train and valid items masked) plus the sampled metric, one dict."""
+    if data.test is None:
+        return {}
+    device = resolve_device(settings.device)
+    mask = known(data, "valid")
+    metrics = full_ranking(
+        model.score, mask, data.test, ks=settings.ks, batch_size=settings.batch_size, device=device
+    )
+    metrics.update(
+        sampled_ranking(
+            model.score,
+            data.test,
+            known(data, "valid", "test"),
+            n_neg=settings.sampled_negatives,
+            k=settings.sampled_k,
+            seed=seed,
+            batch_size=settings.batch_size,
+            device=device,
+        )
+    )
+    return metrics
+
+
+def _model_overrides(
+    model_name: str, overrides: dict[str, Any], db_path: Path | None
+) -> dict[str, Any]:
+    """Drop unset flags; give checkpointing models a checkpoint dir next to the DB (so --resume works)."""
+    out = {k: v for k, v in overrides.items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(model_class(model_name).settings_cls)}
+    if "checkpoint_dir" in fields and "checkpoint_dir" not in out and db_path is not None:
+        probe = config.load_settings(model_class(model_name).settings_cls, model_name, {})
+        if getattr(probe, "checkpoint_dir", None) is None:
+            out["checkpoint_dir"] = str(Path(db_path).parent / "checkpoints")
+    return out
+
+
+# Settings that change how a run is executed, not what it computes: left out of the stage fingerprint.
+_NOT_FINGERPRINTED = {"progress", "resume", "num_threads", "checkpoint_dir"}
+
+
+def train(
+    con: duckdb.DuckDBPyConnection,
+    model_name: str,
+    overrides: dict[str, Any] | None = None,
+    *,
+    split_overrides: dict[str, Any] | None = None,
+    eval_overrides: dict[str, Any] | None = None,
+    db_path: Path | None = None,
+    force: bool = False,
+    callback=None,
+) -> TrainResult:
+    """Train `model_name` on the current split (made if missing), evaluate it, write it back as current.
+
+    A no-op (`skipped`) when the model's current run has the same settings on the same split.
+    """
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    settings = config.load_settings(EvalSettings, "evaluate", eval_overrides or {})
+    info = split.ensure(con, split_overrides)
+    model = build(model_name, _model_overrides(model_name, overrides or {}, db_path))
+    stage_name = f"train:{model_name}"
+    fingerprinted = {
+        k: v for k, v in config.as_dict(model.settings).items() if k not in _NOT_FINGERPRINTED
+    }
+    fp = pipeline.fingerprint(
+        {"model": fingerprinted, "evaluate": config.as_dict(settings)}, {"split": info.fingerprint}
+    )
+    current = runs.current_run(con, model_name)
+    if not force and current is not None and pipeline.is_current(con, stage_name, fp):
+        return TrainResult(current, info, skipped=True)
+    data, maps = to_dataset(split.rows(con, info.split_id))
+    t_load = time.perf_counter() - t0
+    fit = model.fit(data, callback=callback)
+    t_fit = time.perf_counter() - t0 - t_load
+    seed = int(info.settings.get("seed", 2020))
+    metrics = evaluate_model(model, data, settings, seed)
+    t_eval = time.perf_counter() - t0 - t_load - t_fit
+    params = {
+        "model": config.as_dict(model.settings),
+        "split": info.settings,
+        "evaluate": config.as_dict(settings),
+        "best_epoch": fit.best_epoch,
+    }
+    record = runs.RunRecord(
+        run_id=runs.new_run_id(model_name),
+        model=model_name,
+        params=params,
+        split_id=info.split_id,
+        data_fingerprint=info.fingerprint,
+        scoring=scoring_of(model),
+        started_at=started,
+        finished_at=started,
+        metrics=metrics,
+        history=fit.history,
+    )
+    payload = _payload(model, record, data, maps, settings)
+    record.state_path = _save_state(model, record.run_id, settings, db_path)
+    record.finished_at = datetime.now(UTC)
+    record.timings = {
+        "load_s": t_load,
+        "fit_s": t_fit,
+        "evaluate_s": t_eval,
+        "epochs": len(fit.history),
+        "train_s": fit.train_seconds,
+        "per_epoch_s": fit.train_seconds / max(len(fit.history), 1),
+        "write_prepare_s": time.perf_counter() - t0 - t_load - t_fit - t_eval,
+    }
+    summary = {"run_id": record.run_id, **{k: v for k, v in metrics.items() if "@20" in k}}
+
+    def bookkeeping(c: duckdb.DuckDBPyConnection) -> None:
+        pipeline.record(c, stage_name, fp, params, {"split": info.fingerprint}, summary)
+
+    runs.write_run(con, record, also=bookkeeping, **payload)
+    if current is not None and current.state_path and current.state_path != record.state_path:
+        Path(current.state_path).unlink(missing_ok=True)  # only current runs are re-evaluated
+    return TrainResult(record, info)
+
+
+def _payload(
+    model: Recommender, record: runs.RunRecord, data: Dataset, maps: IdMaps, settings: EvalSettings
+) -> dict:
+    """Embeddings and/or top-N lists to write back, by scoring kind."""
+    out: dict[str, Any] = {}
+    items = model.item_embeddings()
+    if items is not None:
+        out["item_embeddings"] = runs.embedding_frame(record.run_id, "isbn", maps.isbns, items)
+        record.dim = int(items.shape[1])
+    if record.scoring == "embedding":
+        out["user_embeddings"] = runs.embedding_frame(
+            record.run_id, "user_id", maps.user_ids, model.user_embeddings()
+        )
+    elif model.name == "popularity":
+        scores = model.score(torch.zeros(1, dtype=torch.long))[0].double().numpy()
+        out["recommendations"] = runs.global_ranking(scores, maps)
+    else:
+        users = np.arange(maps.n_users, dtype=np.int64)
+        out["recommendations"] = runs.top_n(
+            model.score,
+            users,
+            known(data, "valid", "test"),
+            maps,
+            settings.topn,
+            settings.batch_size,
+            resolve_device(settings.device),
+        )
+    return out
+
+
+def _save_state(
+    model: Recommender, run_id: str, settings: EvalSettings, db_path: Path | None
+) -> str | None:
+    """torch.save(model.state()) beside the DB, so `evaluate` can rebuild the model later."""
+    directory = settings.models_dir or (
+        Path(db_path).parent / "models" if db_path is not None else None
+    )
+    if directory is None:
+        return None
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{run_id}.pt"
+    torch.save(model.state(), path)
+    return str(path)

@@ -1,0 +1,206 @@
+"""The training loop shared by sampled models: seed, device, epochs, evaluation, early stopping, checkpoints."""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from engine.config import as_dict
+from engine.errors import ConfigError
+from engine.evaluate.metrics import full_ranking
+from engine.models.base import Callback, Dataset, FitResult
+from engine.models.sampling import UniformSampler
+
+# Settings that may change between an interrupted run and its resumption without changing the result.
+_RESUMABLE_CHANGES = {"epochs", "resume", "progress", "num_threads", "checkpoint_dir", "patience", "device"}
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else is passed to torch.device."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {spec!r}", hint="Use auto, cpu, cuda or cuda:N") from None
+
+
+def set_threads(n: int) -> None:
+    """Use `n` torch threads; 0 means one per available core (more only adds contention)."""
+    torch.set_num_threads(n if n > 0 else max(1, len(os.sched_getaffinity(0))))
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed torch's global RNG and return the numpy Generator the sampler uses."""
+    torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+class SampledModel(Protocol):
+    """What the loop needs from a model trained on sampled (user, positive, negatives) triples."""
+
+    name: str
+    settings: Any
+    module: torch.nn.Module
+
+    def init_module(self, data: Dataset, device: torch.device) -> None: ...
+    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor: ...
+    def finalize(self) -> None: ...
+    def score(self, users: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass
+class _Progress:
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_metric: float = -math.inf
+    best_weights: dict[str, torch.Tensor] | None = None
+    bad_evals: int = 0
+    seconds: float = 0.0
+    stopped: bool = False  # early stopping fired: a resumed run does not train further
+
+
+def checkpoint_path(model: SampledModel, data: Dataset) -> Path | None:
+    """Where this model's checkpoint for this data lives, or None when checkpoints are off."""
+    directory = model.settings.checkpoint_dir
+    return None if directory is None else Path(directory) / f"{model.name}-{data.fingerprint()}.pt"
+
+
+def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) -> FitResult:
+    """Train `model` on data.train; evaluate every `eval_every` epochs on valid (else test).
+
+    `callback(epoch, {"loss", <metrics after an evaluation>, "seconds", "eval_seconds"})` runs after
+    every epoch, once its checkpoint is written (so an exception there leaves a resumable run).
+    """
+    s = model.settings
+    set_threads(s.num_threads)
+    device = resolve_device(s.device)
+    rng = seed_everything(s.seed)
+    model.init_module(data, device)
+    optimizer = torch.optim.Adam(model.module.parameters(), lr=s.lr, fused=True)
+    sampler = UniformSampler(data.train, rng)
+    target = data.eval_split()
+    path = checkpoint_path(model, data)
+    run = _Progress()
+    if s.resume and path is not None and path.exists():
+        run = _load(path, model, optimizer, rng, data)
+    n_batches = math.ceil(data.train.nnz / s.batch_size)
+    with _bar(s.progress) as bar:
+        task = bar.add_task(model.name, total=max(0, s.epochs - run.epoch) * n_batches, info="")
+        for epoch in range(run.epoch + 1, 0 if run.stopped else s.epochs + 1):
+            t0 = time.perf_counter()
+            loss = _epoch(model, optimizer, sampler, device, lambda: bar.advance(task))
+            record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0}
+            run.seconds += record["seconds"]
+            evaluate = target is not None and (epoch % s.eval_every == 0 or epoch == s.epochs)
+            if evaluate:
+                t1 = time.perf_counter()
+                model.finalize()
+                record["metrics"] = full_ranking(
+                    model.score, data.train, target, ks=s.eval_ks, batch_size=s.eval_batch_size, device=device
+                )
+                record["eval_seconds"] = time.perf_counter() - t1
+                _track_best(run, model, epoch, record["metrics"].get(s.eval_metric, -loss))
+            run.history.append(record)
+            run.epoch = epoch
+            run.stopped = evaluate and s.patience > 0 and run.bad_evals >= s.patience
+            info = f"epoch {epoch} loss {loss:.4f}"
+            if evaluate:
+                info += f" {s.eval_metric} {record['metrics'].get(s.eval_metric, float('nan')):.4f}"
+            bar.update(task, info=info)
+            if path is not None:
+                _save(path, model, optimizer, rng, run, data)
+            if callback is not None:
+                timing = {k: record[k] for k in ("seconds", "eval_seconds") if k in record}
+                callback(epoch, {"loss": loss, **record.get("metrics", {}), **timing})
+            if run.stopped:
+                break
+    if run.best_weights is not None:
+        model.module.load_state_dict(run.best_weights)
+    model.finalize()
+    return FitResult(history=run.history, best_epoch=run.best_epoch or run.epoch, train_seconds=run.seconds)
+
+
+def _epoch(model: SampledModel, optimizer, sampler: UniformSampler, device: torch.device, tick) -> float:
+    """One pass over a freshly sampled epoch; returns the mean batch loss."""
+    s = model.settings
+    model.module.train()
+    users, pos, neg = (torch.from_numpy(a).to(device) for a in sampler.epoch(n_neg=getattr(s, "n_neg", 1)))
+    total, n = 0.0, 0
+    for start in range(0, len(users), s.batch_size):
+        sl = slice(start, start + s.batch_size)
+        loss = model.batch_loss(users[sl], pos[sl], neg[sl])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        n += 1
+        tick()
+    return total / max(n, 1)
+
+
+def _track_best(run: _Progress, model: SampledModel, epoch: int, value: float) -> None:
+    if value > run.best_metric:
+        run.best_metric, run.best_epoch, run.bad_evals = value, epoch, 0
+        run.best_weights = copy.deepcopy(model.module.state_dict())
+    else:
+        run.bad_evals += 1
+
+
+def _bar(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def _comparable(settings: Any) -> dict[str, Any]:
+    return {k: v for k, v in as_dict(settings).items() if k not in _RESUMABLE_CHANGES}
+
+
+def _save(path: Path, model: SampledModel, optimizer, rng: np.random.Generator, run: _Progress, data: Dataset) -> None:
+    """Write the checkpoint atomically (temp file + rename): a crash leaves the previous one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "model": model.name,
+        "settings": as_dict(model.settings),
+        "data_fingerprint": data.fingerprint(),
+        "module": model.module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "progress": run.__dict__,
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path: Path, model: SampledModel, optimizer, rng: np.random.Generator, data: Dataset) -> _Progress:
+    """Restore module, optimizer, RNGs and loop bookkeeping from a checkpoint of the same run."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state["data_fingerprint"] != data.fingerprint():
+        raise ConfigError("checkpoint was made on other data", where=str(path), hint="Delete it or drop --resume")
+    saved = {k: v for k, v in state["settings"].items() if k not in _RESUMABLE_CHANGES}
+    if saved != _comparable(model.settings):
+        raise ConfigError("checkpoint was made with other settings", where=str(path), hint="Delete it or drop --resume")
+    model.module.load_state_dict(state["module"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return _Progress(**state["progress"])

@@ -1,0 +1,640 @@
+"""The dashboard's query layer: one read-only DuckDB connection per process, a cursor per request.
+
+Every answer is a Polars frame (or a small dict) from named SQL in sql/queries/app.sql. The
+database cannot change while it is open read-only, so what the latency-bound callbacks need
+(books with their activity and facets, ratings by reader, item and content embeddings) is loaded
+once per process and answered from memory: browse, recommendations and neighbours in a few
+milliseconds instead of a full scan per click. The SQL macros (facet_search, recommend_model,
+similar_books_model, similar_books_by_content) stay the public API; tests check that the answers
+here agree with them. This module never imports dash or plotly.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from engine import db
+from engine.errors import StageNotReadyError, UnknownEntityError
+
+T = TypeVar("T")
+
+FIELDS = ("genre", "category", "theme", "tone", "audience")
+SORTABLE = ("score", "mean_rating", "n_explicit", "n_interactions", "year", "title", "author")
+WARM_M = (0.0, 50.0, 100.0, 200.0, 500.0)  # the browse page's m slider stops
+HINTS = {
+    "data": ("No books in the database yet", "Run `bookrec ingest` (or `just demo`) first"),
+    "facets": ("No facets yet", "Run `bookrec enrich` then `bookrec facets` first"),
+    "models": ("No trained models yet", "Run `bookrec train --model lightgcn` first"),
+    "embeddings": ("No model with item embeddings yet", "Run `bookrec train --model lightgcn` first"),
+    "content": ("No content embeddings yet", "Run `bookrec content` first"),
+    "ingest": ("No ingest runs recorded", "Run `bookrec ingest` first"),
+}
+
+
+@dataclass(frozen=True)
+class BrowseQuery:
+    """Filters, sort and page of the browse table (facets: field -> labels, OR within a field)."""
+
+    m: float = 50.0
+    facets: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    year_min: int | None = None
+    year_max: int | None = None
+    min_ratings: int = 0
+    text: str = ""
+    sort: str = "score"
+    desc: bool = True
+    page: int = 1
+    page_size: int = 20
+
+
+@dataclass
+class _Vectors:
+    """An embedding matrix with its ISBN order: raw rows for inner products, unit rows for cosine."""
+
+    isbns: np.ndarray
+    row: dict[str, int]
+    raw: np.ndarray
+    unit: np.ndarray
+
+
+def _as_matrix(frame: pl.DataFrame, column: str = "embedding") -> np.ndarray:
+    """A FLOAT[] column as a float32 (rows, dim) matrix."""
+    if frame.is_empty():
+        return np.zeros((0, 0), dtype=np.float32)
+    flat = frame[column].explode().to_numpy().astype(np.float32, copy=False)
+    return flat.reshape(frame.height, -1)
+
+
+def _vectors(frame: pl.DataFrame) -> _Vectors:
+    raw = _as_matrix(frame)
+    norms = np.linalg.norm(raw, axis=1, keepdims=True) if raw.size else np.ones((0, 1), np.float32)
+    isbns = frame["isbn"].to_numpy()
+    return _Vectors(isbns, {s: i for i, s in enumerate(isbns)}, raw, raw / np.where(norms == 0, 1, norms))
+
+
+def _top(scores: np.ndarray, isbns: np.ndarray, k: int) -> np.ndarray:
+    """Row indices of the k best finite scores, best first, ties by ISBN (as the SQL macros order)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if finite.size > k * 4 + 64:
+        cut = np.argpartition(-scores[finite], k * 4 + 63)[: k * 4 + 64]
+        finite = finite[cut]
+    order = np.lexsort((isbns[finite], -scores[finite]))
+    return finite[order[:k]]
+
+
+class _PrunedIndex:
+    """Exact top-k inner-product search that usually reads a fraction of the matrix.
+
+    A 384-d content scan reads ~400 MB per click at full size. Here each row x is split into its
+    projection p on the top `dim` principal directions and a residual r, so x·q = p·q_p + r·q_r
+    <= p·q_p + |r||q_r| (Cauchy-Schwarz). Ranking by that upper bound over the small projection
+    finds candidates; the best `pool` are scored exactly, and when no row outside the pool can beat
+    the k-th exact score the answer is provably the full scan's. Otherwise it scans everything.
+    """
+
+    def __init__(self, raw: np.ndarray, dim: int = 64, pool: int = 1024, seed: int = 0):
+        self.raw = raw
+        n = raw.shape[0]
+        self.dim = min(dim, raw.shape[1]) if n else 0
+        sample = raw[np.random.default_rng(seed).choice(n, min(n, 20_000), replace=False)] if n else raw
+        basis = np.linalg.svd(sample, full_matrices=False)[2][: self.dim].T if n else np.zeros((0, 0), np.float32)
+        self.basis = np.ascontiguousarray(basis, dtype=np.float32)
+        self.proj = np.ascontiguousarray(raw @ self.basis) if n else raw
+        self.rnorm = np.sqrt(np.maximum((raw * raw).sum(axis=1) - (self.proj * self.proj).sum(axis=1), 0)) if n else raw
+        self.pool = pool
+        self.exact_hits = self.full_scans = 0
+
+    def top(self, row: int, k: int, isbns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The k rows with the highest inner product with row `row` (itself excluded), best first."""
+        q = self.raw[row]
+        n = self.raw.shape[0]
+        if n > 4 * self.pool and k < self.pool:
+            qp = q @ self.basis
+            qr = float(np.sqrt(max(float(q @ q) - float(qp @ qp), 0.0)))
+            bound = self.proj @ qp + self.rnorm * qr
+            bound[row] = -np.inf
+            part = np.argpartition(-bound, self.pool)
+            cand, rest = part[: self.pool], part[self.pool:]
+            exact = self.raw[cand] @ q
+            exact[cand == row] = -np.inf
+            best = _top(exact, isbns[cand], k)
+            # certified when nothing outside the pool can reach the k-th exact score (float slack)
+            if best.size == k and float(bound[rest].max()) + 1e-4 < float(exact[best[-1]]):
+                self.exact_hits += 1
+                return cand[best], exact[best]
+        self.full_scans += 1
+        scores = self.raw @ q
+        scores[row] = -np.inf
+        best = _top(scores, isbns, k)
+        return best, scores[best]
+
+
+class Store:
+    """The read-only database of one process: named queries on per-request cursors, memoised loads."""
+
+    def __init__(self, path: str | Path, *, threads: int | None = None):
+        self.path = Path(path)
+        self._con = db.connect(self.path, read_only=True, threads=threads)
+        self._lock = threading.RLock()  # loads nest (scores -> book_table)
+        self._memo: dict[Any, Any] = {}
+        self._texts: dict[str, np.ndarray] = {}
+        objects = self.frame("app_objects")
+        self.objects = set(objects["name"].to_list())
+        self.sizes: dict[str, int] = self.frame("app_table_sizes").row(0, named=True)
+        self.sizes["content"] = (
+            int(self.frame("app_content_size")["n"][0]) if "book_content_embeddings" in self.objects else 0
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    def close(self) -> None:
+        """Close the connection (tests; the app keeps it for the life of the process)."""
+        self._con.close()
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor for one request: DuckDB runs cursors of one connection concurrently."""
+        cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def frame(self, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run a named query from sql/queries on a fresh cursor."""
+        with self.cursor() as cur:
+            return db.query(cur, name, params)
+
+    def _cached(self, key: Any, load: Callable[[], T]) -> T:
+        """Load once per process (the file cannot change under a read-only connection)."""
+        if key in self._memo:
+            return self._memo[key]
+        with self._lock:
+            if key not in self._memo:
+                self._memo[key] = load()
+            return self._memo[key]
+
+    def cached_frame(self, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """A named query's result, memoised by name and parameters."""
+        key = (name, tuple(sorted((params or {}).items())))
+        return self._cached(key, lambda: self.frame(name, params))
+
+    # ------------------------------------------------------------------ readiness
+
+    def ready(self, what: str) -> bool:
+        """Whether the stage behind a page part has produced its tables (see HINTS)."""
+        checks = {
+            "data": lambda: self.sizes["books"] > 0,
+            "facets": lambda: self.sizes["book_facets"] > 0 and "facet_cooccurrence" in self.objects,
+            "models": lambda: self.sizes["model_runs"] > 0 and "recommend_model" in self.objects,
+            "embeddings": lambda: self.sizes["item_embeddings"] > 0 and "similar_books_model" in self.objects,
+            "content": lambda: self.sizes["content"] > 0 and "similar_books_by_content" in self.objects,
+            "ingest": lambda: self.sizes["ingest_runs"] > 0,
+        }
+        return checks[what]()
+
+    def require(self, what: str) -> None:
+        """Raise StageNotReadyError with what to run when `what` is not ready."""
+        if not self.ready(what):
+            message, hint = HINTS[what]
+            raise StageNotReadyError(message, hint=hint)
+
+    def warm(self) -> None:
+        """Load everything the fast callbacks need, so the first click is as quick as the rest."""
+        if not self.ready("data"):
+            return
+        self.book_table()
+        for sort in SORTABLE:
+            for desc in (True, False):
+                for m in WARM_M if sort == "score" else (50.0,):
+                    self._order(m, sort, desc)
+        self._ratings_by_user()
+        self._users()
+        self.dataset_stats()
+        self.activity("book")
+        self.activity("user")
+        for name in ("rating_distribution", "ages", "rejected_by_reason"):
+            self.overview(name)
+        self.overview("countries", limit=15)
+        self.overview("ingest_runs", limit=5)
+        self.year_bounds()
+        if self.ready("facets"):
+            self.facet_options()
+        if self.ready("models"):
+            for run in self.models().iter_rows(named=True):
+                if run["has_item_embeddings"]:
+                    self._item_vectors(run["run_id"])
+                if run["scoring"] == "embedding":
+                    self._user_vectors(run["run_id"])
+        if self.ready("content"):
+            self._content_index()
+
+    # ------------------------------------------------------------------ overview
+
+    def dataset_stats(self) -> dict[str, Any]:
+        """Headline numbers (dataset_stats view)."""
+        return self.cached_frame("app_dataset_stats").row(0, named=True)
+
+    def activity(self, kind: str) -> pl.DataFrame:
+        """How many books (kind='book') or readers ('user') have n interactions: n, items."""
+        return self.cached_frame("app_book_activity" if kind == "book" else "app_user_activity")
+
+    def overview(self, name: str, limit: int | None = None) -> pl.DataFrame:
+        """A small overview query: rating_distribution, ages, countries, ingest_runs, rejected_by_reason."""
+        return self.cached_frame(f"app_{name}", {"limit": limit} if limit is not None else None)
+
+    # ------------------------------------------------------------------ books and browse
+
+    def book_table(self) -> pl.DataFrame:
+        """Every book with activity and facet lists, plus lower-case title/author for text search."""
+        def load() -> pl.DataFrame:
+            books = self.frame("app_book_table")
+            # one chunk: row gathers on a many-chunked frame rechunk it on every call (~10 ms each)
+            return books.with_columns(
+                title_lc=pl.col("title").str.to_lowercase(), author_lc=pl.col("author").str.to_lowercase()
+            ).rechunk()
+        return self._cached("book_table", load)
+
+    def _book_row(self) -> dict[str, int]:
+        return self._cached("book_row", lambda: {s: i for i, s in enumerate(self.book_table()["isbn"].to_list())})
+
+    def explicit_mean(self) -> float:
+        """The global mean explicit rating C of the Bayesian score."""
+        return float(self.cached_frame("app_explicit_mean")["c"][0])
+
+    def _plain_books(self) -> pl.DataFrame:
+        return self._cached("plain_books", lambda: self.book_table().drop("title_lc", "author_lc").rechunk())
+
+    def books(self, isbns: Sequence[str]) -> pl.DataFrame:
+        """Book rows in the order given; ISBNs not in `books` come back with null metadata."""
+        row = self._book_row()
+        table = self._plain_books()
+        rows = [row.get(i) for i in isbns]
+        known = [r for r in rows if r is not None]
+        picked = table[known] if known else table.clear()
+        if len(known) == len(rows):
+            return picked
+        order = pl.DataFrame({"isbn": list(isbns)}, schema={"isbn": pl.String})
+        return order.join(picked, on="isbn", how="left", maintain_order="left")
+
+    def book(self, isbn: str) -> dict[str, Any]:
+        """One book with activity, facets, large cover and summary; UnknownEntityError if absent."""
+        key = (isbn or "").strip().upper()
+        if key not in self._book_row():
+            raise UnknownEntityError(f"no book with ISBN {isbn!r}", hint="Search by title or author")
+        info = self.books([key]).row(0, named=True)
+        extra = self.frame("app_book_extra", {"isbn": key})
+        info.update(extra.row(0, named=True) if extra.height else {"image_url_l": None, "summary": None})
+        return info
+
+    def scores(self, m: float) -> np.ndarray:
+        """Bayesian score of every book (popular_books_m's formula) for prior weight m."""
+        def load() -> np.ndarray:
+            books, c = self.book_table(), self.explicit_mean()
+            v = books["n_explicit"].to_numpy().astype(np.float64)
+            mean = books["mean_rating"].fill_null(c).to_numpy().astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s = v / (v + m) * mean + m / (v + m) * c
+            return np.where(v + m > 0, s, c)
+        return self._cached(("scores", m), load)
+
+    def _order(self, m: float, sort: str, desc: bool) -> np.ndarray:
+        """Row order of the whole book table for a sort (int32, cached); filters keep this order.
+        Ties: most read first, then ISBN. Only the score sort depends on m."""
+        key = ("order", m if sort == "score" else None, sort, desc)
+        def load() -> np.ndarray:
+            books = self.book_table()
+            n_int = books["n_interactions"].to_numpy()
+            isbn_rank = np.arange(books.height)  # the table is ordered by ISBN
+            if sort == "score":
+                score = self.scores(m)
+                primary = -score if desc else score
+            else:
+                col = books[{"title": "title_lc", "author": "author_lc"}.get(sort, sort)]
+                primary = col.rank("dense", descending=desc).fill_null(col.len() + 1).to_numpy()
+            return np.lexsort([isbn_rank, -n_int, primary]).astype(np.int32)
+        return self._cached(key, load)
+
+    def _facet_mask(self, fld: str, label: str) -> np.ndarray:
+        return self._cached(("facet", fld, label), lambda: self.book_table()[fld].list.contains(label).to_numpy())
+
+    def _mask(self, q: BrowseQuery) -> np.ndarray | None:
+        """Which books pass the filters (None: all of them)."""
+        books = self.book_table()
+        mask = None
+        def both(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
+            return b if a is None else a & b
+        for fld, labels in q.facets.items():
+            if fld in FIELDS and labels:
+                any_of = np.zeros(books.height, dtype=bool)
+                for label in labels:
+                    any_of |= self._facet_mask(fld, label)
+                mask = both(mask, any_of)
+        year = books["year"]
+        if q.year_min is not None:
+            mask = both(mask, (year >= q.year_min).fill_null(False).to_numpy())
+        if q.year_max is not None:
+            mask = both(mask, (year <= q.year_max).fill_null(False).to_numpy())
+        if q.min_ratings > 0:
+            mask = both(mask, books["n_explicit"].to_numpy() >= q.min_ratings)
+        text = q.text.strip().lower()
+        if text:
+            mask = both(mask, self._text_mask(text))
+        return mask
+
+    def _text_mask(self, text: str) -> np.ndarray:
+        """Books whose title or author contains `text` (literal, lower-case); the last 64 are kept,
+        so paging and re-sorting a search does not scan the titles again."""
+        with self._lock:
+            hit = self._texts.pop(text, None)
+        if hit is None:
+            books = self.book_table()
+            found = books["title_lc"].str.contains(text, literal=True) | books["author_lc"].str.contains(text, literal=True)
+            hit = found.fill_null(False).to_numpy()
+        with self._lock:
+            self._texts[text] = hit
+            while len(self._texts) > 64:
+                self._texts.pop(next(iter(self._texts)))
+        return hit
+
+    def browse(self, q: BrowseQuery) -> tuple[pl.DataFrame, int]:
+        """One page of popular books under the filters, and the number of matches."""
+        self.require("data")
+        m = max(float(q.m), 0.0)
+        order = self._order(m, q.sort if q.sort in SORTABLE else "score", bool(q.desc))
+        mask = self._mask(q)
+        rows = order if mask is None else order[mask[order]]
+        size = max(1, q.page_size)
+        start = (max(q.page, 1) - 1) * size
+        page = rows[start:start + size]
+        table = self.book_table().drop("title_lc", "author_lc")
+        out = table[page].with_columns(score=pl.Series(self.scores(m)[page], dtype=pl.Float64))
+        return out, int(rows.size)
+
+    def popular(self, facets: Mapping[str, tuple[str, ...]] | None = None, k: int = 10,
+                exclude: Sequence[str] = ()) -> pl.DataFrame:
+        """The most popular books (m = 50) within facets, skipping `exclude` (cold-start readers)."""
+        page, _ = self.browse(BrowseQuery(facets=facets or {}, page_size=k + len(exclude)))
+        return page.filter(~pl.col("isbn").is_in(list(exclude))).head(k)
+
+    def facet_options(self) -> dict[str, list[tuple[str, int]]]:
+        """Facet labels per field with their book counts, biggest first."""
+        frame = self.cached_frame("app_facet_options")
+        out: dict[str, list[tuple[str, int]]] = {f: [] for f in FIELDS}
+        for r in frame.iter_rows(named=True):
+            out.setdefault(r["field"], []).append((r["label"], r["n"]))
+        return out
+
+    def year_bounds(self) -> tuple[int | None, int | None]:
+        """Earliest and latest publication year."""
+        r = self.cached_frame("app_year_bounds").row(0)
+        return r[0], r[1]
+
+    def search_books(self, q: str, limit: int = 20) -> pl.DataFrame:
+        """Type-ahead over all books: the exact ISBN first, then titles starting with q, then titles
+        or authors containing it (case-insensitive, literal text), most read first."""
+        text = (q or "").strip().lower()
+        cols = ["isbn", "title", "author", "year", "n_interactions"]
+        books = self.book_table()
+        if not text:
+            return books.select(cols).clear()
+        hits = books.filter(
+            (pl.col("isbn") == text.upper())
+            | pl.col("title_lc").str.contains(text, literal=True)
+            | pl.col("author_lc").str.contains(text, literal=True)
+        )
+        return hits.sort(
+            [pl.col("isbn") == text.upper(), pl.col("title_lc").str.starts_with(text), "n_interactions", "title"],
+            descending=[True, True, True, False], nulls_last=True,
+        ).head(limit).select(cols)
+
+    # ------------------------------------------------------------------ readers
+
+    def search_users(self, prefix: str, limit: int = 20) -> pl.DataFrame:
+        """Reader ids starting with prefix (digits only), exact match first."""
+        digits = (prefix or "").strip()
+        if not digits.isdigit() or len(digits) > 10:
+            return pl.DataFrame(schema={"user_id": pl.Int32, "country": pl.String, "age": pl.Int16, "n_ratings": pl.Int64})
+        return self.frame("app_user_search", {"prefix": str(int(digits)), "limit": limit})
+
+    def user(self, user_id: int) -> dict[str, Any] | None:
+        """A reader's profile and activity, or None when the id is in neither users nor ratings."""
+        if not -(2**31) <= user_id < 2**31:
+            return None
+        ids, users = self._users()
+        at = int(np.searchsorted(ids, user_id))
+        profile = users.row(at, named=True) if at < ids.size and ids[at] == user_id else None
+        rated = self.user_ratings(user_id)["rating"]
+        if profile is None and rated.len() == 0:
+            return None
+        explicit = rated.filter(rated > 0)
+        return {"user_id": user_id, "city": None, "state": None, "country": None, "age": None, **(profile or {}),
+                "n_ratings": rated.len(), "n_explicit": explicit.len(),
+                "mean_rating": float(explicit.mean()) if explicit.len() else None}
+
+    def _users(self) -> tuple[np.ndarray, pl.DataFrame]:
+        def load() -> tuple[np.ndarray, pl.DataFrame]:
+            users = self.frame("app_users").rechunk()
+            return users["user_id"].to_numpy(), users
+        return self._cached("users", load)
+
+    def _ratings_by_user(self) -> tuple[np.ndarray, pl.DataFrame]:
+        def load() -> tuple[np.ndarray, pl.DataFrame]:
+            ratings = self.frame("app_ratings_by_user")
+            return ratings["user_id"].to_numpy(), ratings.select("isbn", "rating")
+        return self._cached("ratings_by_user", load)
+
+    def user_ratings(self, user_id: int) -> pl.DataFrame:
+        """A reader's rated books (isbn, rating), best rated first."""
+        users, ratings = self._ratings_by_user()
+        lo, hi = np.searchsorted(users, user_id, "left"), np.searchsorted(users, user_id, "right")
+        return ratings.slice(int(lo), int(hi - lo))
+
+    def user_history(self, user_id: int, limit: int = 200) -> pl.DataFrame:
+        """A reader's rated books with titles and covers, best rated first."""
+        rated = self.user_ratings(user_id).head(limit)
+        meta = self.books(rated["isbn"].to_list()).select("title", "author", "year", "image_url_m")
+        return pl.concat([rated, meta], how="horizontal")
+
+    # ------------------------------------------------------------------ models
+
+    def models(self) -> pl.DataFrame:
+        """Current run of each model (LightGCN first): model, run_id, scoring, has_item_embeddings."""
+        self.require("models")
+        return self.cached_frame("app_models")
+
+    def _run(self, model: str | None, *, embeddings: bool = False) -> dict[str, Any]:
+        runs = self.models()
+        if embeddings:
+            runs = runs.filter(pl.col("has_item_embeddings"))
+            if runs.is_empty():
+                self.require("embeddings")
+                raise StageNotReadyError(*HINTS["embeddings"])
+        if model is None:
+            return runs.row(0, named=True)
+        picked = runs.filter(pl.col("model") == model)
+        if picked.is_empty():
+            known = ", ".join(runs["model"].to_list())
+            raise UnknownEntityError(f"no current run of model {model!r}", hint=f"Known: {known}")
+        return picked.row(0, named=True)
+
+    def _user_vectors(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
+        def load() -> tuple[np.ndarray, np.ndarray]:
+            frame = self.frame("app_user_embeddings", {"run_id": run_id})
+            return frame["user_id"].to_numpy(), _as_matrix(frame)
+        return self._cached(("users", run_id), load)
+
+    def _item_vectors(self, run_id: str) -> _Vectors:
+        return self._cached(("items", run_id), lambda: _vectors(self.frame("app_item_embeddings", {"run_id": run_id})))
+
+    def recommend(self, model: str | None, user_id: int, k: int = 10) -> pl.DataFrame:
+        """Top-k unrated books for a reader from a model's current run (recommend_model's answer),
+        with the popularity fallback for readers the run does not know, and a reason per book."""
+        run = self._run(model)
+        rated = self.user_ratings(user_id)["isbn"].to_list()
+        isbns, scores = self._model_top(run, user_id, set(rated), k)
+        source, name = "model", run["model"]
+        if not isbns:
+            top = self.popular(k=k, exclude=rated)
+            isbns, scores = top["isbn"].to_list(), top["score"].to_list()
+            source, name = "popularity_fallback", "popular_books"
+        recs = self.books(isbns).select("isbn", "title", "author", "year", "image_url_m", "n_interactions", *FIELDS)
+        recs = recs.with_columns(
+            rank=pl.int_range(1, len(isbns) + 1), score=pl.Series(scores, dtype=pl.Float64),
+            source=pl.lit(source), model=pl.lit(name),
+        )
+        return recs.join(self._reasons(run, isbns, rated), on="isbn", how="left", maintain_order="left")
+
+    def _model_top(self, run: Mapping[str, Any], user_id: int, rated: set[str], k: int) -> tuple[list[str], list[float]]:
+        if run["scoring"] == "embedding":
+            ids, matrix = self._user_vectors(run["run_id"])
+            at = int(np.searchsorted(ids, user_id))
+            if at >= ids.size or ids[at] != user_id:
+                return [], []
+            vec = matrix[at]
+            items = self._item_vectors(run["run_id"])
+            scores = items.raw @ vec
+            rows = [items.row[i] for i in rated if i in items.row]
+            scores[rows] = -np.inf
+            best = _top(scores, items.isbns, k)
+            return items.isbns[best].tolist(), scores[best].astype(float).tolist()
+        top = self.frame("app_topn", {"run_id": run["run_id"], "user_id": user_id})
+        top = top.filter(~pl.col("isbn").is_in(list(rated))).head(k)
+        return top["isbn"].to_list(), top["score"].to_list()
+
+    def _reasons(self, run: Mapping[str, Any], isbns: Sequence[str], rated: Sequence[str]) -> pl.DataFrame:
+        """For each recommended book, the closest book in the reader's history by item-embedding
+        cosine (the run's embeddings, or the default embedding run's for models without any)."""
+        empty = pl.DataFrame(schema={"isbn": pl.String, "because_isbn": pl.String, "because_title": pl.String,
+                                     "because_score": pl.Float64})
+        try:
+            reason_run = run if run["has_item_embeddings"] else self._run(None, embeddings=True)
+        except (StageNotReadyError, UnknownEntityError):
+            return empty
+        items = self._item_vectors(reason_run["run_id"])
+        hist = [i for i in rated if i in items.row]
+        recs = [i for i in isbns if i in items.row]
+        if not hist or not recs:
+            return empty
+        sims = items.unit[[items.row[i] for i in recs]] @ items.unit[[items.row[i] for i in hist]].T
+        best = sims.argmax(axis=1)
+        because = [hist[j] for j in best]
+        titles = self.books(because)["title"].to_list()
+        return pl.DataFrame({
+            "isbn": recs, "because_isbn": because,
+            "because_title": [t or b for t, b in zip(titles, because, strict=True)],
+            "because_score": sims[np.arange(len(recs)), best].astype(float),
+        }, schema=empty.schema)
+
+    def similar_collab(self, isbn: str, model: str | None = None, k: int = 10) -> pl.DataFrame:
+        """Nearest books by cosine of the run's item embeddings (similar_books_model's answer)."""
+        run = self._run(model, embeddings=True)
+        items = self._item_vectors(run["run_id"])
+        key = (isbn or "").strip().upper()
+        if key not in items.row:
+            return self._neighbours([], [], run["model"])
+        scores = items.unit @ items.unit[items.row[key]]
+        scores[items.row[key]] = -np.inf
+        best = _top(scores, items.isbns, k)
+        return self._neighbours(items.isbns[best].tolist(), scores[best].astype(float).tolist(), run["model"])
+
+    def _content_vectors(self) -> _Vectors:
+        return self._cached("content", lambda: _vectors(self.frame("app_content_embeddings")))
+
+    def _content_index(self) -> _PrunedIndex:
+        return self._cached("content_index", lambda: _PrunedIndex(self._content_vectors().raw))
+
+    def similar_content(self, isbn: str, k: int = 10) -> pl.DataFrame:
+        """Nearest books by content embedding (similar_books_by_content's answer)."""
+        self.require("content")
+        vecs = self._content_vectors()
+        key = (isbn or "").strip().upper()
+        if key not in vecs.row:
+            return self._neighbours([], [], "content")
+        best, scores = self._content_index().top(vecs.row[key], k, vecs.isbns)
+        return self._neighbours(vecs.isbns[best].tolist(), scores.astype(float).tolist(), "content")
+
+    def _neighbours(self, isbns: list[str], scores: list[float], source: str) -> pl.DataFrame:
+        out = self.books(isbns).select("isbn", "title", "author", "year", "image_url_m", *FIELDS)
+        return out.with_columns(rank=pl.int_range(1, len(isbns) + 1, dtype=pl.Int64),
+                                score=pl.Series(scores, dtype=pl.Float64), source=pl.lit(source))
+
+    # ------------------------------------------------------------------ metadata and runs
+
+    def cooccurrence(self, field_a: str, field_b: str) -> pl.DataFrame:
+        """Label pairs of two facet fields with books, lift and P(b|a) (facet_cooccurrence)."""
+        self.require("facets")
+        return self.cached_frame("facet_pair_counts", {"field_a": field_a, "field_b": field_b})
+
+    def facet_counts(self) -> pl.DataFrame:
+        """Books per facet label of every field (facet_counts)."""
+        self.require("facets")
+        return self.cached_frame("facet_counts_all")
+
+    def facet_triples(self, x: str = "genre", y: str = "audience", z: str = "tone") -> pl.DataFrame:
+        """Books per (x, y, z) label triple: the 3D surface x × y -> z."""
+        self.require("facets")
+        return self.cached_frame("facet_triples", {"x_field": x, "y_field": y, "z_field": z})
+
+    def facet_labels(self, fld: str) -> pl.DataFrame:
+        """Raw label -> facet mapping of one field."""
+        self.require("facets")
+        return self.cached_frame("facet_labels_of_field", {"field": fld})
+
+    def runs(self) -> pl.DataFrame:
+        """Every model run, current ones first."""
+        return self.cached_frame("app_runs")
+
+    def run_curves(self, run_ids: Sequence[str]) -> pl.DataFrame:
+        """Per-epoch history (loss, validation metrics) of some runs."""
+        return self.frame("app_run_curves", {"run_ids": list(run_ids)})
+
+
+_STORES: dict[Path, Store] = {}
+_STORES_LOCK = threading.Lock()
+
+
+def open_store(path: str | Path, *, threads: int | None = None) -> Store:
+    """The process-wide Store of a database file, opened read-only on first use."""
+    key = Path(path).resolve()
+    with _STORES_LOCK:
+        if key not in _STORES:
+            _STORES[key] = Store(key, threads=threads)
+        return _STORES[key]
+
+
+def close_all() -> None:
+    """Close every open Store (tests)."""
+    with _STORES_LOCK:
+        for store in _STORES.values():
+            store.close()
+        _STORES.clear()

@@ -1,0 +1,158 @@
+-- Dashboard queries (issue 6), called through engine.query on a read-only connection.
+-- Parameters only; every query here is safe to run concurrently on separate cursors.
+
+-- name: app_objects
+-- Tables, views and table macros present: the app shows an empty state for missing stages.
+SELECT table_name AS name, 'table' AS kind FROM duckdb_tables()
+UNION ALL SELECT view_name, 'view' FROM duckdb_views() WHERE NOT internal
+UNION ALL SELECT DISTINCT function_name, 'macro' FROM duckdb_functions() WHERE function_type = 'table_macro';
+
+-- name: app_table_sizes
+SELECT
+    (SELECT count(*) FROM books)              AS books,
+    (SELECT count(*) FROM ratings)            AS ratings,
+    (SELECT count(*) FROM book_enrichment)    AS book_enrichment,
+    (SELECT count(*) FROM book_facets)        AS book_facets,
+    (SELECT count(*) FROM facet_labels)       AS facet_labels,
+    (SELECT count(*) FROM model_runs)         AS model_runs,
+    (SELECT count(*) FROM item_embeddings)    AS item_embeddings,
+    (SELECT count(*) FROM ingest_runs)        AS ingest_runs;
+
+-- name: app_content_size
+SELECT count(*) AS n FROM book_content_embeddings;
+
+-- ---------------------------------------------------------------- overview
+
+-- name: app_dataset_stats
+SELECT * FROM dataset_stats;
+
+-- name: app_rating_distribution
+SELECT rating, count(*) AS n FROM ratings GROUP BY rating ORDER BY rating;
+
+-- name: app_book_activity
+-- How many books have exactly n interactions (the long tail, compact: one row per distinct n).
+SELECT n_interactions AS n, count(*) AS items FROM book_stats GROUP BY n_interactions ORDER BY n DESC;
+
+-- name: app_user_activity
+SELECT n_interactions AS n, count(*) AS items FROM user_stats GROUP BY n_interactions ORDER BY n DESC;
+
+-- name: app_ages
+SELECT age, count(*) AS n FROM users WHERE age IS NOT NULL GROUP BY age ORDER BY age;
+
+-- name: app_countries
+SELECT coalesce(nullif(trim(country), ''), '(unknown)') AS country, count(*) AS n
+FROM users GROUP BY 1 ORDER BY n DESC, country LIMIT $limit;
+
+-- name: app_ingest_runs
+SELECT run_id, started_at, finished_at, fingerprint, counts::VARCHAR AS counts
+FROM ingest_runs ORDER BY finished_at DESC LIMIT $limit;
+
+-- name: app_rejected_by_reason
+-- Rejected rows of the last ingest run, by source file and reason.
+SELECT source, reason, count(*) AS n, min(line) AS first_line, any_value(raw) AS example
+FROM rejected_rows
+WHERE run_id = (SELECT run_id FROM ingest_runs ORDER BY finished_at DESC LIMIT 1)
+GROUP BY source, reason ORDER BY n DESC, source, reason;
+
+-- ---------------------------------------------------------------- browse
+
+-- name: app_facet_options
+SELECT field, label, count(*) AS n FROM book_facets GROUP BY field, label ORDER BY field, n DESC, label;
+
+-- name: app_year_bounds
+SELECT min(year) AS year_min, max(year) AS year_max FROM books;
+
+-- name: app_book_facets
+-- Facet labels of a set of books, one row per (isbn, field).
+SELECT isbn, field, list(label ORDER BY label) AS labels
+FROM book_facets WHERE isbn IN (SELECT unnest($isbns::VARCHAR[]))
+GROUP BY isbn, field ORDER BY isbn, field;
+
+-- ---------------------------------------------------------------- reader
+
+-- name: app_user_search
+-- Type-ahead over reader ids: ids starting with $prefix, shortest (exact) first.
+WITH hits AS (
+    SELECT user_id, country, age FROM users
+    WHERE starts_with(user_id::VARCHAR, $prefix)
+    ORDER BY length(user_id::VARCHAR), user_id
+    LIMIT $limit
+)
+SELECT h.user_id, h.country, h.age, count(r.isbn) AS n_ratings
+FROM hits h LEFT JOIN ratings r ON r.user_id = h.user_id
+GROUP BY h.user_id, h.country, h.age ORDER BY length(h.user_id::VARCHAR), h.user_id;
+
+-- name: app_models
+-- Current run of every model, LightGCN first, then by recall@20.
+SELECT model, run_id, scoring, finished_at,
+       EXISTS (SELECT 1 FROM item_embeddings e WHERE e.run_id = m.run_id) AS has_item_embeddings
+FROM model_runs m WHERE is_current
+ORDER BY (model = 'lightgcn') DESC, TRY_CAST(metrics ->> 'recall@20' AS DOUBLE) DESC NULLS LAST, model;
+
+-- ---------------------------------------------------------------- similar books
+
+-- name: app_book_extra
+SELECT b.image_url_l, e.summary FROM books b LEFT JOIN book_enrichment e USING (isbn) WHERE b.isbn = $isbn;
+
+-- ---------------------------------------------------------------- metadata explorer
+-- (facet_pair_counts, facet_counts_all, facet_triples, facet_labels_of_field in facets.sql)
+
+-- ---------------------------------------------------------------- models
+
+-- name: app_runs
+SELECT run_id, model, params::VARCHAR AS params, metrics::VARCHAR AS metrics, data_fingerprint, split_id,
+       scoring, dim, timings::VARCHAR AS timings, started_at, finished_at, is_current
+FROM model_runs ORDER BY is_current DESC, finished_at DESC NULLS LAST, run_id;
+
+-- name: app_run_curves
+SELECT run_id, epoch, part, metric, k, value FROM run_metrics
+WHERE run_id IN (SELECT unnest($run_ids::VARCHAR[])) AND epoch >= 0
+ORDER BY run_id, epoch, part, metric, k;
+
+-- ---------------------------------------------------------------- in-memory indexes (loaded once)
+-- The database cannot change while the app holds it read-only, so engine.query loads these
+-- once per process and answers the latency-bound callbacks (browse, reader, similar) from memory.
+
+-- name: app_book_table
+-- Every book with its activity and facet labels per field (empty lists before `bookrec facets`).
+WITH f AS (
+    SELECT isbn,
+           list(label ORDER BY label) FILTER (WHERE field = 'genre')    AS genre,
+           list(label ORDER BY label) FILTER (WHERE field = 'category') AS category,
+           list(label ORDER BY label) FILTER (WHERE field = 'theme')    AS theme,
+           list(label ORDER BY label) FILTER (WHERE field = 'tone')     AS tone,
+           list(label ORDER BY label) FILTER (WHERE field = 'audience') AS audience
+    FROM book_facets GROUP BY isbn
+)
+SELECT b.isbn, b.title, b.author, b.year, b.publisher, b.image_url_m,
+       coalesce(s.n_explicit, 0)::BIGINT AS n_explicit, s.mean_rating,
+       coalesce(s.n_implicit, 0)::BIGINT AS n_implicit, coalesce(s.n_interactions, 0)::BIGINT AS n_interactions,
+       coalesce(f.genre, []::VARCHAR[]) AS genre, coalesce(f.category, []::VARCHAR[]) AS category,
+       coalesce(f.theme, []::VARCHAR[]) AS theme, coalesce(f.tone, []::VARCHAR[]) AS tone,
+       coalesce(f.audience, []::VARCHAR[]) AS audience
+FROM books b LEFT JOIN book_stats s USING (isbn) LEFT JOIN f USING (isbn)
+ORDER BY b.isbn;
+
+-- name: app_explicit_mean
+SELECT coalesce(avg(rating), 0)::DOUBLE AS c FROM ratings WHERE rating > 0;
+
+-- name: app_ratings_by_user
+SELECT user_id, isbn, rating FROM ratings ORDER BY user_id, rating DESC, isbn;
+
+-- name: app_item_embeddings
+SELECT isbn, embedding::FLOAT[] AS embedding FROM item_embeddings WHERE run_id = $run_id ORDER BY isbn;
+
+-- name: app_user_embeddings
+SELECT user_id, embedding::FLOAT[] AS embedding FROM user_embeddings WHERE run_id = $run_id ORDER BY user_id;
+
+-- name: app_users
+SELECT user_id, city, state, country, age FROM users ORDER BY user_id;
+
+-- name: app_topn
+-- Precomputed top-N of a 'topn' run (NCF, GF-CF; popularity has one list with user_id NULL).
+SELECT isbn, score FROM recommendations
+WHERE run_id = $run_id AND (user_id = $user_id OR user_id IS NULL)
+ORDER BY score DESC, isbn;
+
+-- name: app_content_embeddings
+SELECT isbn, embedding::FLOAT[] AS embedding FROM book_content_embeddings ORDER BY isbn;

@@ -1,0 +1,98 @@
+"""Full-ranking metrics against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from engine.evaluate.metrics import contains, full_ranking, pair_keys
+
+L3 = 1 / math.log2(3)  # discount at rank 2
+L4 = 1 / math.log2(4)  # discount at rank 3
+
+
+def csr(rows: dict[int, list[int]], shape=(3, 5)) -> sp.csr_matrix:
+    r = [u for u, items in rows.items() for _ in items]
+    c = [i for items in rows.values() for i in items]
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=shape)
+
+
+TRAIN = csr({0: [0], 1: [1]})
+TEST = csr({0: [1, 3], 1: [0]})  # user 2 has no test items: excluded
+SCORES = torch.tensor([[9.0, 8, 7, 1, 0], [4, 9, 5, 3, 2], [1, 2, 3, 4, 5]])
+# user 0, item 0 masked: ranking 1, 2, 3, 4 -> hits at ranks 1 and 3 (2 relevant)
+# user 1, item 1 masked: ranking 2, 0, 3, 4 -> hit at rank 2 (1 relevant)
+EXPECTED = {
+    "recall@1": (0.5 + 0) / 2,
+    "ndcg@1": (1 + 0) / 2,
+    "precision@1": (1 + 0) / 2,
+    "hit@1": 0.5,
+    "coverage@1": 2 / 5,  # items 1, 2
+    "recall@2": (0.5 + 1) / 2,
+    "ndcg@2": (1 / (1 + L3) + L3 / 1) / 2,
+    "precision@2": (0.5 + 0.5) / 2,
+    "hit@2": 1.0,
+    "coverage@2": 3 / 5,  # items 1, 2, 0
+    "recall@3": (1 + 1) / 2,
+    "ndcg@3": ((1 + L4) / (1 + L3) + L3) / 2,
+    "precision@3": (2 / 3 + 1 / 3) / 2,
+    "hit@3": 1.0,
+    "coverage@3": 4 / 5,
+    "n_users": 2,
+}
+
+
+def score_fn(users: torch.Tensor) -> torch.Tensor:
+    return SCORES[users].clone()
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+def test_hand_computed(batch_size: int) -> None:
+    got = full_ranking(score_fn, TRAIN, TEST, ks=(1, 2, 3), batch_size=batch_size)
+    assert set(got) == set(EXPECTED)
+    for key, value in EXPECTED.items():
+        assert got[key] == pytest.approx(value), key
+
+
+def test_training_items_are_masked() -> None:
+    # Item 0 has the top score for user 0 but is a training item: it must not count or appear.
+    train = csr({0: [0]})
+    test = csr({0: [0, 4]})  # a (leaky) test item that is also in train can never be a hit
+    got = full_ranking(score_fn, train, test, ks=(1,))
+    assert got["hit@1"] == 0.0 and got["coverage@1"] == 1 / 5
+
+
+def test_ranks_raw_scores_not_a_saturated_sigmoid() -> None:
+    # sigmoid(30) == sigmoid(31) == 1.0 in float32; ranking must still put item 1 first.
+    scores = torch.tensor([[30.0, 31.0, -5.0]])
+    test = sp.csr_matrix(([1.0], ([0], [1])), shape=(1, 3))
+    train = sp.csr_matrix((1, 3))
+    got = full_ranking(lambda u: scores[u].clone(), train, test, ks=(1,))
+    assert got["hit@1"] == 1.0 and got["ndcg@1"] == 1.0
+
+
+def test_does_not_modify_model_memory() -> None:
+    cache = torch.tensor([[1.0, 2.0, 3.0]])
+    test = sp.csr_matrix(([1.0], ([0], [0])), shape=(1, 3))
+    train = sp.csr_matrix(([1.0], ([0], [2])), shape=(1, 3))
+    full_ranking(lambda u: cache[u.tolist()[0]].unsqueeze(0).expand(len(u), -1), train, test, ks=(1,))
+    assert torch.equal(cache, torch.tensor([[1.0, 2.0, 3.0]]))
+
+
+def test_k_larger_than_catalogue() -> None:
+    test = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 2])), shape=(1, 3))
+    got = full_ranking(lambda u: torch.tensor([[3.0, 2.0, 1.0]]), sp.csr_matrix((1, 3)), test, ks=(10,))
+    assert got["recall@10"] == 1.0
+    assert got["precision@10"] == pytest.approx(2 / 10)
+    assert got["ndcg@10"] == pytest.approx((1 + L4) / (1 + L3))
+
+
+def test_membership_helpers() -> None:
+    keys = pair_keys(csr({0: [3, 1], 2: [4]}))
+    assert keys.tolist() == [1, 3, 14]
+    assert contains(keys, np.array([1, 2, 14, 15, 0])).tolist() == [True, False, True, False, False]
+    assert not contains(np.array([], dtype=np.int64), np.array([1])).any()

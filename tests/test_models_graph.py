@@ -1,0 +1,121 @@
+"""The LightGCN graph: normalisation, custom autograd vs torch's, no test edge, sampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from engine.models import Dataset, build
+from engine.models.graph import (
+    SymmetricSpMM,
+    has_edges,
+    normalized_adjacency,
+    propagate,
+    propagate_rows,
+    to_torch_csr,
+)
+from engine.models.sampling import UniformSampler
+
+
+def random_train(n_users: int = 30, n_items: int = 40, density: float = 0.1, seed: int = 1) -> sp.csr_matrix:
+    m = sp.random(n_users, n_items, density=density, random_state=seed, format="csr")
+    m.data[:] = 1.0
+    return m
+
+
+def as_double(a: sp.csr_matrix) -> torch.Tensor:
+    t = to_torch_csr(a)
+    return torch.sparse_csr_tensor(
+        t.crow_indices(), t.col_indices(), t.values().double(), size=t.shape, check_invariants=True
+    )
+
+
+def test_normalized_adjacency_values() -> None:
+    r = sp.csr_matrix(np.array([[1.0, 1.0], [0.0, 1.0]]))
+    a = normalized_adjacency(r).toarray()
+    # degrees: users 2, 1; items 1, 2 -> A[u0, i0] = 1/sqrt(2*1), A[u0, i1] = 1/sqrt(2*2)
+    assert a.shape == (4, 4)
+    assert a[0, 2] == pytest.approx(1 / np.sqrt(2))
+    assert a[0, 3] == pytest.approx(0.5)
+    assert a[1, 3] == pytest.approx(1 / np.sqrt(2))
+    assert np.allclose(a, a.T)
+    assert a[:2, :2].sum() == 0 and a[2:, 2:].sum() == 0
+
+
+def reference(a_coo: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:
+    """Mean of layer embeddings with torch's generic sparse autograd."""
+    hs, h = [ego], ego
+    for _ in range(layers):
+        h = torch.sparse.mm(a_coo, h)
+        hs.append(h)
+    return torch.stack(hs).mean(0)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 3])
+def test_custom_autograd_equals_generic(layers: int) -> None:
+    a = as_double(normalized_adjacency(random_train()))
+    a_coo = a.to_sparse_coo()
+    torch.manual_seed(0)
+    ego = torch.randn(70, 8, dtype=torch.float64, requires_grad=True)
+    rows = torch.tensor([0, 3, 5, 29, 31, 45, 69])
+    w, w_ego = torch.randn(len(rows), 8, dtype=torch.float64), torch.randn(len(rows), 8, dtype=torch.float64)
+
+    ref_final = reference(a_coo, ego, layers)
+    (g_ref,) = torch.autograd.grad((ref_final[rows] * w).sum() + (ego[rows] * w_ego).sum(), ego)
+
+    final, ego_rows = propagate_rows(a, ego, rows, layers)
+    assert torch.allclose(final, ref_final[rows]) and torch.equal(ego_rows, ego[rows])
+    (g_rows,) = torch.autograd.grad((final * w).sum() + (ego_rows * w_ego).sum(), ego)
+    assert torch.allclose(g_rows, g_ref, atol=1e-12)
+
+    full = propagate(a, ego, layers)
+    (g_full,) = torch.autograd.grad((full[rows] * w).sum() + (ego[rows] * w_ego).sum(), ego)
+    assert torch.allclose(g_full, g_ref, atol=1e-12)
+
+
+def test_symmetric_spmm_gradcheck() -> None:
+    a = as_double(normalized_adjacency(random_train(8, 6, 0.4)))
+    x = torch.randn(14, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: SymmetricSpMM.apply(a, t), (x,))
+
+
+def test_graph_has_no_test_edge() -> None:
+    rng = np.random.default_rng(0)
+    full = random_train(40, 50, 0.2, seed=3).tocoo()
+    is_test = rng.random(full.nnz) < 0.2
+    shape = full.shape
+
+    def part(mask):
+        return sp.csr_matrix((np.ones(mask.sum()), (full.row[mask], full.col[mask])), shape=shape)
+
+    data = Dataset(shape[0], shape[1], part(~is_test), None, part(is_test))
+    model = build("lightgcn", {"progress": False, "num_threads": 1})
+    model.init_module(data, torch.device("cpu"))
+    t = model.module.adj
+    adj = sp.csr_matrix((t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()), shape=t.shape)
+    assert has_edges(adj, data.n_users, data.test) == 0
+    assert has_edges(adj, data.n_users, data.train) == data.train.nnz
+    assert adj.nnz == 2 * data.train.nnz
+
+
+def test_sampler_never_returns_a_positive() -> None:
+    train = random_train(50, 20, 0.6, seed=5)  # dense rows: many first draws hit a positive
+    sampler = UniformSampler(train, np.random.default_rng(0))
+    users, pos, neg = sampler.epoch(n_samples=20000, n_neg=3)
+    dense = train.toarray() > 0
+    assert neg.shape == (20000, 3)
+    assert not dense[users[:, None], neg].any()
+    assert dense[users, pos].all()
+    # the official sampler: users uniform (not proportional to their degree)
+    counts = np.bincount(users, minlength=50)[sampler.users]
+    assert counts.min() > 0.6 * counts.mean()
+
+
+def test_sampler_skips_users_without_negatives() -> None:
+    train = sp.csr_matrix(np.array([[1.0, 1.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
+    sampler = UniformSampler(train, np.random.default_rng(0))
+    users, _, neg = sampler.epoch(n_samples=500)
+    assert set(users.tolist()) == {1}
+    assert set(neg[:, 0].tolist()) <= {1, 2}
