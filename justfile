@@ -16,7 +16,7 @@ setup:
     @.ci/setup
 
 # The whole product on sample data: generate, ingest, enrich offline, facets, train, evaluate, serve
-demo size="small": setup (sample size) (ingest-sample size) enrich facets train-all evaluate serve
+demo size="small": setup (sample size) (ingest-sample size) enrich facets content train-all evaluate serve
 
 # Generate deterministic sample data (small|medium|full) into data/sample/<size>
 sample size="small": setup
@@ -41,6 +41,10 @@ enrich *args: setup
 # Normalise enrichment labels into facets (SentenceTransformer + KMeans per field)
 facets *args: setup
     {{bin}}/bookrec facets {{args}}
+
+# Embed each book's content (title, author, facets, summary) for content similarity and cold start
+content *args: setup
+    {{bin}}/bookrec content {{args}}
 
 # Train one model (lightgcn|mf|ncf|gfcf|popularity), e.g. `just train lightgcn --epochs 50`
 train model="lightgcn" *args: setup
