@@ -42,24 +42,44 @@ def notice(message: str, *, color: str = "warning") -> dbc.Alert:
 
 def stat_card(label: str, value: Any, note: str | None = None) -> dbc.Card:
     """A headline number."""
-    text = f"{value:,.4g}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else str(value or "–"))
-    return dbc.Card(dbc.CardBody([
-        html.Div(label, className="stat-label"),
-        html.Div(text, className="stat-value"),
-        html.Div(note or "", className="stat-note"),
-    ]), className="stat-card h-100")
+    text = (
+        f"{value:,.4g}"
+        if isinstance(value, float)
+        else (f"{value:,}" if isinstance(value, int) else str(value or "–"))
+    )
+    return dbc.Card(
+        dbc.CardBody(
+            [
+                html.Div(label, className="stat-label"),
+                html.Div(text, className="stat-value"),
+                html.Div(note or "", className="stat-note"),
+            ]
+        ),
+        className="stat-card h-100",
+    )
 
 
-def facet_badges(facets: Mapping[str, Sequence[str] | None], *, shared: Iterable[tuple[str, str]] = (),
-                 fields: Sequence[str] = ("genre", "tone", "audience", "theme", "category")) -> html.Div:
+def facet_badges(
+    facets: Mapping[str, Sequence[str] | None],
+    *,
+    shared: Iterable[tuple[str, str]] = (),
+    fields: Sequence[str] = ("genre", "tone", "audience", "theme", "category"),
+) -> html.Div:
     """Facet labels as badges; (field, label) pairs in `shared` are highlighted."""
     marked = set(shared)
     badges = []
     for field in fields:
         for label in facets.get(field) or []:
             on = (field, label) in marked
-            badges.append(dbc.Badge(label, color="success" if on else "light", text_color=None if on else "dark",
-                                    className="me-1 facet-badge", title=f"{field}{' (shared)' if on else ''}"))
+            badges.append(
+                dbc.Badge(
+                    label,
+                    color="success" if on else "light",
+                    text_color=None if on else "dark",
+                    className="me-1 facet-badge",
+                    title=f"{field}{' (shared)' if on else ''}",
+                )
+            )
     return html.Div(badges, className="facet-badges")
 
 
@@ -68,28 +88,49 @@ def book_link(isbn: str, title: str | None) -> dcc.Link:
     return dcc.Link(title or isbn, href=f"/similar?isbn={quote(isbn)}", className="book-link")
 
 
-def book_card(row: Mapping[str, Any], *, extra: Any = None, shared: Iterable[tuple[str, str]] = ()) -> dbc.Card:
+def book_card(
+    row: Mapping[str, Any], *, extra: Any = None, shared: Iterable[tuple[str, str]] = ()
+) -> dbc.Card:
     """A compact book card: cover, linked title, author and year, facets, extra lines."""
     facets = {f: row.get(f) for f in ("genre", "tone", "audience", "theme", "category")}
-    return dbc.Card(dbc.CardBody(html.Div([
-        cover(row.get("image_url_m"), size="sm", alt=row.get("title") or ""),
-        html.Div([
-            html.Div(book_link(row["isbn"], row.get("title")), className="fw-semibold"),
-            html.Div(f"{row.get('author') or 'unknown author'}"
-                     + (f" · {row['year']}" if row.get("year") else ""), className="text-muted small"),
-            facet_badges(facets, shared=shared) if any(facets.values()) else None,
-            extra,
-        ], className="ms-3 flex-grow-1 min-w-0"),
-    ], className="d-flex")), className="book-card mb-2")
+    return dbc.Card(
+        dbc.CardBody(
+            html.Div(
+                [
+                    cover(row.get("image_url_m"), size="sm", alt=row.get("title") or ""),
+                    html.Div(
+                        [
+                            html.Div(
+                                book_link(row["isbn"], row.get("title")), className="fw-semibold"
+                            ),
+                            html.Div(
+                                f"{row.get('author') or 'unknown author'}"
+                                + (f" · {row['year']}" if row.get("year") else ""),
+                                className="text-muted small",
+                            ),
+                            facet_badges(facets, shared=shared) if any(facets.values()) else None,
+                            extra,
+                        ],
+                        className="ms-3 flex-grow-1 min-w-0",
+                    ),
+                ],
+                className="d-flex",
+            )
+        ),
+        className="book-card mb-2",
+    )
 
 
 def section(title: str, *children: Any, subtitle: str | None = None) -> html.Section:
     """A titled block of a page."""
-    return html.Section([
-        html.H5(title, className="section-title"),
-        html.P(subtitle, className="text-muted small mb-2") if subtitle else None,
-        *children,
-    ], className="mb-4")
+    return html.Section(
+        [
+            html.H5(title, className="section-title"),
+            html.P(subtitle, className="text-muted small mb-2") if subtitle else None,
+            *children,
+        ],
+        className="mb-4",
+    )
 
 
 def graph(figure: Any, graph_id: str | None = None, **kwargs: Any) -> dcc.Graph:

@@ -9,8 +9,16 @@ from engine.errors import BookrecError, StageNotReadyError, UnknownEntityError
 from engine.query import FIELDS, SORTABLE, BrowseQuery, Store
 
 __all__ = [
-    "FIELDS", "SORTABLE", "BookrecError", "BrowseQuery", "StageNotReadyError", "Store",
-    "UnknownEntityError", "init", "missing", "store",
+    "FIELDS",
+    "SORTABLE",
+    "BookrecError",
+    "BrowseQuery",
+    "StageNotReadyError",
+    "Store",
+    "UnknownEntityError",
+    "init",
+    "missing",
+    "store",
 ]
 
 _STORE: Store | None = None

@@ -27,7 +27,9 @@ def many(value: Any) -> list[str]:
     return [str(v).strip()[:MAX_TEXT] for v in items if v is not None and str(v).strip()]
 
 
-def to_int(value: Any, default: int | None = None, *, lo: int | None = None, hi: int | None = None) -> int | None:
+def to_int(
+    value: Any, default: int | None = None, *, lo: int | None = None, hi: int | None = None
+) -> int | None:
     """An integer within [lo, hi], or `default` for anything else (text, floats, overflow)."""
     text = one(value)
     if text is None:

@@ -16,7 +16,9 @@ from engine.facets import FIELDS, report_data
 
 def build_figures(data: dict[str, pl.DataFrame]) -> list[tuple[str, go.Figure]]:
     """(section title, figure) pairs in report order, from engine.facets.report_data()."""
-    out: list[tuple[str, go.Figure]] = [("Cluster alignment across fields", figs.alignment_heatmap(data["alignment"]))]
+    out: list[tuple[str, go.Figure]] = [
+        ("Cluster alignment across fields", figs.alignment_heatmap(data["alignment"]))
+    ]
     out.append(("Genre × audience → tone", figs.facet_surface(data["triples"])))
     for key, frame in data.items():
         if key.startswith("pair:"):
@@ -47,11 +49,15 @@ def render(data: dict[str, pl.DataFrame]) -> str:
     for i, (title, fig) in enumerate(build_figures(data)):
         div = pio.to_html(fig, full_html=False, include_plotlyjs="inline" if i == 0 else False)
         parts.append(f"<section><h2>{html.escape(title)}</h2>{div}</section>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>bookrec facets report</title>"
-            f"<style>{style}</style></head><body><h1>bookrec facets report</h1>"
-            f"<h2>Clustering per field</h2>{_runs_table(data['runs'])}{''.join(parts)}</body></html>")
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>bookrec facets report</title>"
+        f"<style>{style}</style></head><body><h1>bookrec facets report</h1>"
+        f"<h2>Clustering per field</h2>{_runs_table(data['runs'])}{''.join(parts)}</body></html>"
+    )
 
 
 def write_report(con: duckdb.DuckDBPyConnection, out_dir: Path) -> Path:

@@ -48,8 +48,13 @@ def _serve(db_path: Path) -> tuple[subprocess.Popen, str, float]:
     start = time.perf_counter()
     # the server logs every request: a file, not a pipe nobody reads (a full pipe would block it)
     log = tempfile.NamedTemporaryFile("w+", prefix="bookrec-serve-", suffix=".log", delete=False)  # noqa: SIM115 - lives with the server
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--db", str(db_path), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "serve", "--db", str(db_path), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     base = f"http://127.0.0.1:{port}"
     while True:
         try:
@@ -79,18 +84,39 @@ class Callbacks:
         outputs = [{"id": i, "property": p} for i, p in outs]
         inputs = [{**x, "value": values.get(f"{x['id']}.{x['property']}")} for x in dep["inputs"]]
         state = [{**x, "value": values.get(f"{x['id']}.{x['property']}")} for x in dep["state"]]
-        body = {"output": dep["output"], "outputs": outputs if multi else outputs[0], "inputs": inputs,
-                "changedPropIds": [changed], "state": state}
+        body = {
+            "output": dep["output"],
+            "outputs": outputs if multi else outputs[0],
+            "inputs": inputs,
+            "changedPropIds": [changed],
+            "state": state,
+        }
         return json.dumps(body).encode()
 
 
 def _samples(con: duckdb.DuckDBPyConnection, rng: random.Random) -> dict[str, list]:
-    users = [r[0] for r in con.execute("SELECT user_id FROM ratings GROUP BY user_id USING SAMPLE 2000 ROWS").fetchall()]
-    isbns = [r[0] for r in con.execute(
-        "SELECT isbn FROM item_embeddings WHERE run_id = (SELECT run_id FROM model_runs WHERE model = 'lightgcn' "
-        "AND is_current) USING SAMPLE 2000 ROWS").fetchall()]
-    facets = {f: [r[0] for r in con.execute("SELECT DISTINCT label FROM book_facets WHERE field = $f",
-                                            {"f": f}).fetchall()] for f in ("genre", "tone", "audience")}
+    users = [
+        r[0]
+        for r in con.execute(
+            "SELECT user_id FROM ratings GROUP BY user_id USING SAMPLE 2000 ROWS"
+        ).fetchall()
+    ]
+    isbns = [
+        r[0]
+        for r in con.execute(
+            "SELECT isbn FROM item_embeddings WHERE run_id = (SELECT run_id FROM model_runs WHERE model = 'lightgcn' "
+            "AND is_current) USING SAMPLE 2000 ROWS"
+        ).fetchall()
+    ]
+    facets = {
+        f: [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT label FROM book_facets WHERE field = $f", {"f": f}
+            ).fetchall()
+        ]
+        for f in ("genre", "tone", "audience")
+    }
     models = [r[0] for r in con.execute("SELECT model FROM model_runs WHERE is_current").fetchall()]
     words = ["the", "night", "love", "winter", "king", "secret", "road", "zz-no-match"]
     return {"users": users, "isbns": isbns, "facets": facets, "models": models, "words": words}
@@ -98,21 +124,30 @@ def _samples(con: duckdb.DuckDBPyConnection, rng: random.Random) -> dict[str, li
 
 def _browse_values(rng: random.Random, s: dict) -> tuple[dict, str]:
     kind = rng.random()
-    v: dict[str, object] = {"browse-text.value": "", "browse-years.value": [1900, 2005], "browse-min.value": 0,
-                            "browse-m.value": rng.choice([10, 50, 100]), "browse-pages.active_page": 1,
-                            "browse-sort.data": {"sort": "score", "desc": True}}
+    v: dict[str, object] = {
+        "browse-text.value": "",
+        "browse-years.value": [1900, 2005],
+        "browse-min.value": 0,
+        "browse-m.value": rng.choice([10, 50, 100]),
+        "browse-pages.active_page": 1,
+        "browse-sort.data": {"sort": "score", "desc": True},
+    }
     for f in ("genre", "category", "theme", "tone", "audience"):
         v[f"browse-{f}.value"] = []
     changed = "browse-pages.active_page"
     if kind < 0.3:
         v["browse-pages.active_page"] = rng.randint(1, 200)
     elif kind < 0.6:
-        v["browse-genre.value"] = rng.sample(s["facets"]["genre"], k=min(2, len(s["facets"]["genre"])))
+        v["browse-genre.value"] = rng.sample(
+            s["facets"]["genre"], k=min(2, len(s["facets"]["genre"]))
+        )
         v["browse-tone.value"] = rng.sample(s["facets"]["tone"], k=1)
         changed = "browse-genre.value"
     elif kind < 0.8:
-        v["browse-sort.data"] = {"sort": rng.choice(["title", "year", "mean_rating", "n_explicit", "score"]),
-                                 "desc": rng.random() < 0.5}
+        v["browse-sort.data"] = {
+            "sort": rng.choice(["title", "year", "mean_rating", "n_explicit", "score"]),
+            "desc": rng.random() < 0.5,
+        }
         v["browse-min.value"] = rng.choice([0, 5])
         changed = "browse-sort.data"
     else:
@@ -122,21 +157,30 @@ def _browse_values(rng: random.Random, s: dict) -> tuple[dict, str]:
 
 
 def _reader_values(rng: random.Random, s: dict) -> tuple[dict, str]:
-    user = rng.choice(s["users"]) if rng.random() < 0.95 else rng.randint(10**8, 10**9)  # some unknown readers
+    user = (
+        rng.choice(s["users"]) if rng.random() < 0.95 else rng.randint(10**8, 10**9)
+    )  # some unknown readers
     model = "lightgcn" if rng.random() < 0.7 else rng.choice(s["models"])
     return {"reader-id.value": str(user), "reader-model.value": model}, "reader-id.value"
 
 
 def _similar_values(rng: random.Random, s: dict) -> tuple[dict, str]:
-    return {"similar-book.value": rng.choice(s["isbns"]), "similar-model.value": "lightgcn"}, "similar-book.value"
+    return {
+        "similar-book.value": rng.choice(s["isbns"]),
+        "similar-model.value": "lightgcn",
+    }, "similar-book.value"
 
 
-KINDS = {"browse": ("browse-table.children", _browse_values),
-         "reader": ("reader-profile.children", _reader_values),
-         "similar": ("similar-info.children", _similar_values)}
+KINDS = {
+    "browse": ("browse-table.children", _browse_values),
+    "reader": ("reader-profile.children", _reader_values),
+    "similar": ("similar-info.children", _similar_values),
+}
 
 
-def _load(base: str, cbs: Callbacks, kind: str, samples: dict, clients: int, per_client: int, seed: int) -> list[float]:
+def _load(
+    base: str, cbs: Callbacks, kind: str, samples: dict, clients: int, per_client: int, seed: int
+) -> list[float]:
     first, make = KINDS[kind]
     times: list[float] = []
     lock = threading.Lock()
@@ -150,7 +194,9 @@ def _load(base: str, cbs: Callbacks, kind: str, samples: dict, clients: int, per
             values, changed = make(rng, samples)
             body = cbs.payload(first, values, changed)
             t0 = time.perf_counter()
-            conn.request("POST", "/_dash-update-component", body, {"Content-Type": "application/json"})
+            conn.request(
+                "POST", "/_dash-update-component", body, {"Content-Type": "application/json"}
+            )
             resp = conn.getresponse()
             data = resp.read()
             mine.append(time.perf_counter() - t0)
@@ -178,11 +224,19 @@ def _reference(db_path: Path, samples: dict, n: int, seed: int) -> dict[str, flo
     rng = random.Random(seed)
     con = duckdb.connect(str(db_path), read_only=True)
     sqls = {
-        "browse": ("SELECT * FROM facet_search(filters := $f, k := 20, m := 50)",
-                   lambda: {"f": [{"field": "genre", "label": rng.choice(samples["facets"]["genre"])}]}),
-        "reader": ("SELECT * FROM recommend_model('lightgcn', $u, k := 12)", lambda: {"u": rng.choice(samples["users"])}),
-        "similar": ("SELECT * FROM similar_books_model('lightgcn', $i, k := 10) UNION ALL BY NAME "
-                    "SELECT * FROM similar_books_by_content($i, k := 10)", lambda: {"i": rng.choice(samples["isbns"])}),
+        "browse": (
+            "SELECT * FROM facet_search(filters := $f, k := 20, m := 50)",
+            lambda: {"f": [{"field": "genre", "label": rng.choice(samples["facets"]["genre"])}]},
+        ),
+        "reader": (
+            "SELECT * FROM recommend_model('lightgcn', $u, k := 12)",
+            lambda: {"u": rng.choice(samples["users"])},
+        ),
+        "similar": (
+            "SELECT * FROM similar_books_model('lightgcn', $i, k := 10) UNION ALL BY NAME "
+            "SELECT * FROM similar_books_by_content($i, k := 10)",
+            lambda: {"i": rng.choice(samples["isbns"])},
+        ),
     }
     out = {}
     for kind, (sql, make) in sqls.items():
@@ -203,24 +257,43 @@ def _first_loads(base: str, runs: int) -> dict[str, float]:
         return {}
     from playwright.sync_api import sync_playwright
 
-    pages = {"overview": ("/", "Long tail per book"), "browse": ("/browse", "books · page 1"),
-             "reader": ("/reader?user=%s", "Because you rated"), "similar": ("/similar?isbn=%s", "Readers of this"),
-             "metadata": ("/metadata", "co-occurrence"), "models": ("/models", "Leaderboard")}
+    pages = {
+        "overview": ("/", "Long tail per book"),
+        "browse": ("/browse", "books · page 1"),
+        "reader": ("/reader?user=%s", "Because you rated"),
+        "similar": ("/similar?isbn=%s", "Readers of this"),
+        "metadata": ("/metadata", "co-occurrence"),
+        "models": ("/models", "Leaderboard"),
+    }
     out: dict[str, list[float]] = {k: [] for k in pages}
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+    ]
     with sync_playwright() as p:
         for _ in range(runs):
             with tempfile.TemporaryDirectory() as profile:
-                ctx = p.chromium.launch_persistent_context(profile, executable_path=str(chromium), args=flags,
-                                                           headless=True, viewport={"width": 1400, "height": 1000})
+                ctx = p.chromium.launch_persistent_context(
+                    profile,
+                    executable_path=str(chromium),
+                    args=flags,
+                    headless=True,
+                    viewport={"width": 1400, "height": 1000},
+                )
                 tab = ctx.new_page()
                 for name, (path, text) in pages.items():
                     if "%s" in path:
                         path = path % _FIRST_IDS[name]
                     t0 = time.perf_counter()
                     tab.goto(base + path, wait_until="commit")
-                    tab.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=60_000)
+                    tab.get_by_text(text, exact=False).first.wait_for(
+                        state="visible", timeout=60_000
+                    )
                     out[name].append(time.perf_counter() - t0)
                 ctx.close()
     return {k: statistics.median(v) for k, v in out.items()}
@@ -231,10 +304,16 @@ _FIRST_IDS: dict[str, object] = {}
 
 def main() -> None:
     """Run the benchmark and print a Markdown block for docs/BENCHMARKS.md."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--db", type=Path, help="an existing full-size database with a trained model")
-    ap.add_argument("--synthetic", type=Path, default=ROOT / "data" / "bench" / "app_synthetic.duckdb",
-                    help="where to build (once) the synthetic database when --db is not given")
+    ap.add_argument(
+        "--synthetic",
+        type=Path,
+        default=ROOT / "data" / "bench" / "app_synthetic.duckdb",
+        help="where to build (once) the synthetic database when --db is not given",
+    )
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=50, help="requests per client per callback")
     ap.add_argument("--page-loads", type=int, default=3)
@@ -250,11 +329,17 @@ def main() -> None:
             t0 = time.perf_counter()
             app_synth.build(db_path)
             print(f"built {db_path} in {time.perf_counter() - t0:.0f} s", flush=True)
-    subprocess.run([sys.executable, "-m", "engine.cli", "migrate", "--db", str(db_path)], check=True, cwd=ROOT,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "engine.cli", "migrate", "--db", str(db_path)],
+        check=True,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
     con = duckdb.connect(str(db_path), read_only=True)
-    sizes = con.execute("SELECT (SELECT count(*) FROM books), (SELECT count(*) FROM users), "
-                        "(SELECT count(*) FROM ratings), (SELECT max(dim) FROM model_runs)").fetchall()[0]
+    sizes = con.execute(
+        "SELECT (SELECT count(*) FROM books), (SELECT count(*) FROM users), "
+        "(SELECT count(*) FROM ratings), (SELECT max(dim) FROM model_runs)"
+    ).fetchall()[0]
     samples = _samples(con, random.Random(args.seed))
     con.close()
     load_before = f"{os.getloadavg()[0]:.1f}"
@@ -273,15 +358,23 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-    print(f"\nload average before / after: {load_before} / {os.getloadavg()[0]:.1f} (2-core machine, shared)")
-    print(f"database: {db_path.name}: {sizes[0]:,} books, {sizes[1]:,} users, {sizes[2]:,} ratings, dim {sizes[3]}")
+    print(
+        f"\nload average before / after: {load_before} / {os.getloadavg()[0]:.1f} (2-core machine, shared)"
+    )
+    print(
+        f"database: {db_path.name}: {sizes[0]:,} books, {sizes[1]:,} users, {sizes[2]:,} ratings, dim {sizes[3]}"
+    )
     print(f"server start incl. loading indexes: {startup:.1f} s\n")
-    print("| callback | p50 ms | p95 ms | p99 ms | 1 client p50 ms | SQL macros, 1 client, median ms | p95 target |")
+    print(
+        "| callback | p50 ms | p95 ms | p99 ms | 1 client p50 ms | SQL macros, 1 client, median ms | p95 target |"
+    )
     print("|---|---|---|---|---|---|---|")
     for kind, (times, single) in results.items():
-        print(f"| {kind} ({args.clients} clients x {args.requests}) | {_pct(times, 50):.0f} | {_pct(times, 95):.0f} | "
-              f"{_pct(times, 99):.0f} | {_pct(single, 50):.0f} | {ref[kind]:.0f} | "
-              f"{'ok' if _pct(times, 95) <= 300 else 'MISSED'} (<= 300) |")
+        print(
+            f"| {kind} ({args.clients} clients x {args.requests}) | {_pct(times, 50):.0f} | {_pct(times, 95):.0f} | "
+            f"{_pct(times, 99):.0f} | {_pct(single, 50):.0f} | {ref[kind]:.0f} | "
+            f"{'ok' if _pct(times, 95) <= 300 else 'MISSED'} (<= 300) |"
+        )
     if loads:
         print("\n| first page load (cold browser, data on screen) | median s |\n|---|---|")
         for name, secs in loads.items():

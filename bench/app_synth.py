@@ -16,50 +16,130 @@ import polars as pl
 
 from engine import db
 
-GENRES = ["Mystery", "Romance", "Science Fiction", "Fantasy", "Horror", "Biography", "History",
-          "Cooking", "Self-Help", "Children's", "Thriller", "Poetry"]
+GENRES = [
+    "Mystery",
+    "Romance",
+    "Science Fiction",
+    "Fantasy",
+    "Horror",
+    "Biography",
+    "History",
+    "Cooking",
+    "Self-Help",
+    "Children's",
+    "Thriller",
+    "Poetry",
+]
 FIELDS = {
     "genre": GENRES,
     "category": ["Fiction", "Nonfiction", "Reference", "Anthology", "Graphic Novel", "Textbook"],
-    "theme": ["Love", "Family", "Adventure", "Crime", "Identity", "War", "Friendship", "Survival", "Power"],
+    "theme": [
+        "Love",
+        "Family",
+        "Adventure",
+        "Crime",
+        "Identity",
+        "War",
+        "Friendship",
+        "Survival",
+        "Power",
+    ],
     "tone": ["Dark", "Light", "Humorous", "Suspenseful", "Romantic", "Reflective", "Inspiring"],
     "audience": ["Adult", "Young Adult", "Children", "General", "Academic"],
 }
 MODELS = ["popularity", "mf", "ncf", "lightgcn", "gfcf"]
 TOPN = {"popularity", "ncf", "gfcf"}  # scored outside SQL: precomputed top-N in `recommendations`
-WORDS = ["the", "of", "night", "house", "secret", "last", "garden", "river", "shadow", "light", "city", "love", "war", "king", "queen", "stone", "fire", "winter", "summer", "child", "road", "star", "dream", "island", "letter", "silent", "blue", "red", "storm"]
+WORDS = [
+    "the",
+    "of",
+    "night",
+    "house",
+    "secret",
+    "last",
+    "garden",
+    "river",
+    "shadow",
+    "light",
+    "city",
+    "love",
+    "war",
+    "king",
+    "queen",
+    "stone",
+    "fire",
+    "winter",
+    "summer",
+    "child",
+    "road",
+    "star",
+    "dream",
+    "island",
+    "letter",
+    "silent",
+    "blue",
+    "red",
+    "storm",
+]
 
 
 def _titles(rng: np.random.Generator, n: int) -> list[str]:
     w = np.array(WORDS)
     a, b, c = rng.integers(0, len(w), (3, n))
-    return [f"The {x.title()} {y.title()} of {z.title()} {i}" for i, (x, y, z) in enumerate(zip(w[a], w[b], w[c], strict=True))]
+    return [
+        f"The {x.title()} {y.title()} of {z.title()} {i}"
+        for i, (x, y, z) in enumerate(zip(w[a], w[b], w[c], strict=True))
+    ]
 
 
-def build(path: Path, n_books: int = 271_000, n_users: int = 279_000, n_ratings: int = 1_150_000,
-          dim: int = 64, content_dim: int = 384, seed: int = 0) -> Path:
+def build(
+    path: Path,
+    n_books: int = 271_000,
+    n_users: int = 279_000,
+    n_ratings: int = 1_150_000,
+    dim: int = 64,
+    content_dim: int = 384,
+    seed: int = 0,
+) -> Path:
     """Write the synthetic database to `path` (replaced if it exists) and return the path."""
     rng = np.random.default_rng(seed)
     path = Path(path)
     path.unlink(missing_ok=True)
     isbns = np.array([f"{i:09d}X" for i in range(n_books)])
     genre_of = rng.integers(0, len(GENRES), n_books)
-    books = pl.DataFrame({
-        "isbn": isbns, "title": _titles(rng, n_books),
-        "author": [f"Author {i % 50_000}" for i in range(n_books)],
-        "year": rng.integers(1950, 2005, n_books).astype(np.int16),
-        "publisher": [f"Publisher {i % 3000}" for i in range(n_books)],
-        "image_url_s": [f"http://images.amazon.com/images/P/{x}.01.THUMBZZZ.jpg" for x in isbns],
-        "image_url_m": [f"http://images.amazon.com/images/P/{x}.01.MZZZZZZZ.jpg" for x in isbns],
-        "image_url_l": [f"http://images.amazon.com/images/P/{x}.01.LZZZZZZZ.jpg" for x in isbns],
-        "isbn_kind": "isbn10", "isbn_valid": True,
-    })
-    users = pl.DataFrame({
-        "user_id": np.arange(1, n_users + 1, dtype=np.int32),
-        "city": "springfield", "state": "somewhere",
-        "country": rng.choice(["usa", "canada", "germany", "united kingdom", "spain", "australia", "france"], n_users),
-        "age": np.where(rng.random(n_users) < 0.4, None, rng.integers(10, 80, n_users)).tolist(),
-    }).with_columns(pl.col("age").cast(pl.Int16))
+    books = pl.DataFrame(
+        {
+            "isbn": isbns,
+            "title": _titles(rng, n_books),
+            "author": [f"Author {i % 50_000}" for i in range(n_books)],
+            "year": rng.integers(1950, 2005, n_books).astype(np.int16),
+            "publisher": [f"Publisher {i % 3000}" for i in range(n_books)],
+            "image_url_s": [
+                f"http://images.amazon.com/images/P/{x}.01.THUMBZZZ.jpg" for x in isbns
+            ],
+            "image_url_m": [
+                f"http://images.amazon.com/images/P/{x}.01.MZZZZZZZ.jpg" for x in isbns
+            ],
+            "image_url_l": [
+                f"http://images.amazon.com/images/P/{x}.01.LZZZZZZZ.jpg" for x in isbns
+            ],
+            "isbn_kind": "isbn10",
+            "isbn_valid": True,
+        }
+    )
+    users = pl.DataFrame(
+        {
+            "user_id": np.arange(1, n_users + 1, dtype=np.int32),
+            "city": "springfield",
+            "state": "somewhere",
+            "country": rng.choice(
+                ["usa", "canada", "germany", "united kingdom", "spain", "australia", "france"],
+                n_users,
+            ),
+            "age": np.where(
+                rng.random(n_users) < 0.4, None, rng.integers(10, 80, n_users)
+            ).tolist(),
+        }
+    ).with_columns(pl.col("age").cast(pl.Int16))
     # Zipf-ish popularity over books and activity over users, then dedupe (user, isbn).
     book_p = 1.0 / np.arange(1, n_books + 1) ** 0.9
     user_p = 1.0 / np.arange(1, n_users + 1) ** 0.8
@@ -68,10 +148,15 @@ def build(path: Path, n_books: int = 271_000, n_users: int = 279_000, n_ratings:
     b = rng.choice(n_books, draw, p=book_p / book_p.sum())
     ratings = (
         pl.DataFrame({"user_id": u.astype(np.int32), "isbn": isbns[b]})
-        .unique(["user_id", "isbn"], maintain_order=True).head(n_ratings)
+        .unique(["user_id", "isbn"], maintain_order=True)
+        .head(n_ratings)
     )
     ratings = ratings.with_columns(
-        rating=pl.Series(np.where(rng.random(ratings.height) < 0.62, 0, rng.integers(1, 11, ratings.height)).astype(np.int8))
+        rating=pl.Series(
+            np.where(
+                rng.random(ratings.height) < 0.62, 0, rng.integers(1, 11, ratings.height)
+            ).astype(np.int8)
+        )
     )
     con = db.connect(path)
     with db.transaction(con):
@@ -93,13 +178,26 @@ def _facets(con, rng, isbns, genre_of) -> None:
         rows.append(pl.DataFrame({"isbn": isbns, "field": field, "label": np.array(names)[idx]}))
         for cid, name in enumerate(names):
             for variant in (name, name.lower(), f"{name} books"):
-                labels.append({"field": field, "raw_label": variant, "cluster_id": cid, "label": name})
+                labels.append(
+                    {"field": field, "raw_label": variant, "cluster_id": cid, "label": name}
+                )
     facets = pl.concat(rows)
     db.replace_table(con, "book_facets", facets)
     db.replace_table(con, "facet_labels", pl.DataFrame(labels))
-    enr = facets.group_by("isbn", "field").agg(pl.col("label")).pivot(on="field", index="isbn", values="label")
-    db.replace_table(con, "book_enrichment", enr.with_columns(
-        summary=pl.lit("A synthetic book."), source=pl.lit("synthetic"), prompt_version=pl.lit("v0")))
+    enr = (
+        facets.group_by("isbn", "field")
+        .agg(pl.col("label"))
+        .pivot(on="field", index="isbn", values="label")
+    )
+    db.replace_table(
+        con,
+        "book_enrichment",
+        enr.with_columns(
+            summary=pl.lit("A synthetic book."),
+            source=pl.lit("synthetic"),
+            prompt_version=pl.lit("v0"),
+        ),
+    )
 
 
 def _models(con, rng, ratings, isbns, dim) -> None:
@@ -110,48 +208,166 @@ def _models(con, rng, ratings, isbns, dim) -> None:
     for i, model in enumerate(MODELS):
         run_id = f"{model}-synthetic"
         base = 0.02 + 0.01 * i
-        metrics = {"recall@20": base, "ndcg@20": base * 0.8, "precision@20": base / 10, "hit@20": base * 3,
-                   "recall@10": base * 0.7, "ndcg@10": base * 0.6, "coverage@20": 0.1 + 0.05 * i,
-                   "sampled_hr@10": 0.5 + 0.05 * i, "sampled_ndcg@10": 0.3 + 0.04 * i}
-        runs.append({"run_id": run_id, "model": model, "params": json.dumps({"dim": dim, "epochs": 20, "seed": 0, "lr": 0.001}),
-                     "metrics": json.dumps(metrics), "data_fingerprint": "synthetic", "split_id": "split-synthetic",
-                     "scoring": "topn" if model in TOPN else "embedding", "dim": None if model in TOPN else dim,
-                     "timings": json.dumps({"fit": 100.0 + i}),
-                     "started_at": t0 + timedelta(hours=i), "finished_at": t0 + timedelta(hours=i, minutes=30), "is_current": True})
+        metrics = {
+            "recall@20": base,
+            "ndcg@20": base * 0.8,
+            "precision@20": base / 10,
+            "hit@20": base * 3,
+            "recall@10": base * 0.7,
+            "ndcg@10": base * 0.6,
+            "coverage@20": 0.1 + 0.05 * i,
+            "sampled_hr@10": 0.5 + 0.05 * i,
+            "sampled_ndcg@10": 0.3 + 0.04 * i,
+        }
+        runs.append(
+            {
+                "run_id": run_id,
+                "model": model,
+                "params": json.dumps({"dim": dim, "epochs": 20, "seed": 0, "lr": 0.001}),
+                "metrics": json.dumps(metrics),
+                "data_fingerprint": "synthetic",
+                "split_id": "split-synthetic",
+                "scoring": "topn" if model in TOPN else "embedding",
+                "dim": None if model in TOPN else dim,
+                "timings": json.dumps({"fit": 100.0 + i}),
+                "started_at": t0 + timedelta(hours=i),
+                "finished_at": t0 + timedelta(hours=i, minutes=30),
+                "is_current": True,
+            }
+        )
         for epoch in range(1, 21):
-            curves.append({"run_id": run_id, "epoch": epoch, "part": "train", "metric": "loss", "k": None, "value": 0.7 / epoch})
-            for metric, val in (("recall", base * (1 - 0.8 ** epoch)), ("ndcg", base * 0.8 * (1 - 0.8 ** epoch))):
-                curves.append({"run_id": run_id, "epoch": epoch, "part": "valid", "metric": metric, "k": 20, "value": val})
+            curves.append(
+                {
+                    "run_id": run_id,
+                    "epoch": epoch,
+                    "part": "train",
+                    "metric": "loss",
+                    "k": None,
+                    "value": 0.7 / epoch,
+                }
+            )
+            for metric, val in (
+                ("recall", base * (1 - 0.8**epoch)),
+                ("ndcg", base * 0.8 * (1 - 0.8**epoch)),
+            ):
+                curves.append(
+                    {
+                        "run_id": run_id,
+                        "epoch": epoch,
+                        "part": "valid",
+                        "metric": metric,
+                        "k": 20,
+                        "value": val,
+                    }
+                )
         if model == "popularity":
             top = np.arange(100)
-            db.append_table(con, "recommendations", pl.DataFrame({"run_id": run_id, "user_id": pl.Series([None] * 100, dtype=pl.Int32),
-                                                                 "rank": np.arange(1, 101, dtype=np.int32), "isbn": items[top], "score": 1.0 / (1 + top)}))
+            db.append_table(
+                con,
+                "recommendations",
+                pl.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "user_id": pl.Series([None] * 100, dtype=pl.Int32),
+                        "rank": np.arange(1, 101, dtype=np.int32),
+                        "isbn": items[top],
+                        "score": 1.0 / (1 + top),
+                    }
+                ),
+            )
             continue
         if model in TOPN:
             n = 20
             recs = rng.choice(len(items) // 10, (len(users), n))
-            db.append_table(con, "recommendations", pl.DataFrame({
-                "run_id": run_id, "user_id": np.repeat(users, n), "rank": np.tile(np.arange(1, n + 1, dtype=np.int32), len(users)),
-                "isbn": items[recs.ravel()], "score": np.tile(1.0 / np.arange(1, n + 1), len(users))}))
+            db.append_table(
+                con,
+                "recommendations",
+                pl.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "user_id": np.repeat(users, n),
+                        "rank": np.tile(np.arange(1, n + 1, dtype=np.int32), len(users)),
+                        "isbn": items[recs.ravel()],
+                        "score": np.tile(1.0 / np.arange(1, n + 1), len(users)),
+                    }
+                ),
+            )
             continue
         ue = rng.standard_normal((len(users), dim), dtype=np.float32)
         ie = rng.standard_normal((len(items), dim), dtype=np.float32)
-        db.append_table(con, "user_embeddings", pl.DataFrame({"run_id": run_id, "user_id": users, "embedding": pl.Series(ue).cast(pl.List(pl.Float32))}))
-        db.append_table(con, "item_embeddings", pl.DataFrame({"run_id": run_id, "isbn": items, "embedding": pl.Series(ie).cast(pl.List(pl.Float32))}))
+        db.append_table(
+            con,
+            "user_embeddings",
+            pl.DataFrame(
+                {
+                    "run_id": run_id,
+                    "user_id": users,
+                    "embedding": pl.Series(ue).cast(pl.List(pl.Float32)),
+                }
+            ),
+        )
+        db.append_table(
+            con,
+            "item_embeddings",
+            pl.DataFrame(
+                {
+                    "run_id": run_id,
+                    "isbn": items,
+                    "embedding": pl.Series(ie).cast(pl.List(pl.Float32)),
+                }
+            ),
+        )
     db.replace_table(con, "model_runs", pl.DataFrame(runs))
     db.replace_table(con, "run_metrics", pl.DataFrame(curves, schema_overrides={"k": pl.Int32}))
-    db.replace_table(con, "splits", pl.DataFrame([{"split_id": "split-synthetic", "method": "holdout", "settings": "{}",
-                                                   "fingerprint": "synthetic", "summary": "{}", "is_current": True}]))
+    db.replace_table(
+        con,
+        "splits",
+        pl.DataFrame(
+            [
+                {
+                    "split_id": "split-synthetic",
+                    "method": "holdout",
+                    "settings": "{}",
+                    "fingerprint": "synthetic",
+                    "summary": "{}",
+                    "is_current": True,
+                }
+            ]
+        ),
+    )
 
 
 def _ingest(con) -> None:
     now = datetime(2026, 1, 1)
-    db.replace_table(con, "ingest_runs", pl.DataFrame([{"run_id": "ingest-1", "started_at": now, "finished_at": now,
-        "fingerprint": "synthetic", "files": json.dumps({}), "counts": json.dumps({"books": {"loaded": 1}})}]))
-    db.replace_table(con, "rejected_rows", pl.DataFrame({
-        "run_id": "ingest-1", "source": ["books", "ratings", "ratings", "users"],
-        "line": [10, 20, 30, 40], "reason": ["bad year", "unknown isbn format", "rating out of range", "bad age"],
-        "raw": ["x", "y", "z", "w"]}))
+    db.replace_table(
+        con,
+        "ingest_runs",
+        pl.DataFrame(
+            [
+                {
+                    "run_id": "ingest-1",
+                    "started_at": now,
+                    "finished_at": now,
+                    "fingerprint": "synthetic",
+                    "files": json.dumps({}),
+                    "counts": json.dumps({"books": {"loaded": 1}}),
+                }
+            ]
+        ),
+    )
+    db.replace_table(
+        con,
+        "rejected_rows",
+        pl.DataFrame(
+            {
+                "run_id": "ingest-1",
+                "source": ["books", "ratings", "ratings", "users"],
+                "line": [10, 20, 30, 40],
+                "reason": ["bad year", "unknown isbn format", "rating out of range", "bad age"],
+                "raw": ["x", "y", "z", "w"],
+            }
+        ),
+    )
 
 
 def _content(con, rng, isbns, genre_of, content_dim) -> None:
@@ -162,9 +378,21 @@ def _content(con, rng, isbns, genre_of, content_dim) -> None:
     # sentence embeddings are far from isotropic: give the noise a power-law spectrum (MiniLM-like)
     centers = rng.standard_normal((len(GENRES), content_dim), dtype=np.float32) * 0.3
     spectrum = ((1.0 + np.arange(content_dim)) ** -0.9).astype(np.float32)
-    emb = centers[genre_of] + rng.standard_normal((len(isbns), content_dim), dtype=np.float32) * spectrum
+    emb = (
+        centers[genre_of]
+        + rng.standard_normal((len(isbns), content_dim), dtype=np.float32) * spectrum
+    )
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     with db.transaction(con):
-        db.replace_table(con, "book_content_embeddings", pl.DataFrame({
-            "isbn": isbns, "text_hash": "synthetic", "model": "synthetic",
-            "embedding": pl.Series(emb).cast(pl.Array(pl.Float32, content_dim))}))
+        db.replace_table(
+            con,
+            "book_content_embeddings",
+            pl.DataFrame(
+                {
+                    "isbn": isbns,
+                    "text_hash": "synthetic",
+                    "model": "synthetic",
+                    "embedding": pl.Series(emb).cast(pl.Array(pl.Float32, content_dim)),
+                }
+            ),
+        )

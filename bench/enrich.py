@@ -30,23 +30,44 @@ from tests.fake_openai import FakeOpenAI  # noqa: E402
 
 def _db(path: Path, n: int):
     con = db.connect(path)
-    frame = pl.DataFrame({
-        "isbn": [f"{i:09d}X" for i in range(n)], "title": [f"The Mystery of Book {i}" for i in range(n)],
-        "author": [f"Author {i % 997}" for i in range(n)], "year": [1950 + i % 55 for i in range(n)],
-        "publisher": [f"Publisher {i % 101}" for i in range(n)],
-    }, schema_overrides={"year": pl.Int16})
+    frame = pl.DataFrame(
+        {
+            "isbn": [f"{i:09d}X" for i in range(n)],
+            "title": [f"The Mystery of Book {i}" for i in range(n)],
+            "author": [f"Author {i % 997}" for i in range(n)],
+            "year": [1950 + i % 55 for i in range(n)],
+            "publisher": [f"Publisher {i % 101}" for i in range(n)],
+        },
+        schema_overrides={"year": pl.Int16},
+    )
     db.append_table(con, "books", frame)
     return con
 
 
 def one(n: int, rpm: int, latency: float, fault_rate: float, seed: int) -> dict:
     """One enrichment of `n` books; returns timings, request counts and whether any book was lost."""
-    with tempfile.TemporaryDirectory() as tmp, FakeOpenAI(latency=latency, rpm=rpm, fault_rate=fault_rate,
-                                                          fault_kinds=("429", "500"), retry_after=1.0,
-                                                          seed=seed) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        FakeOpenAI(
+            latency=latency,
+            rpm=rpm,
+            fault_rate=fault_rate,
+            fault_kinds=("429", "500"),
+            retry_after=1.0,
+            seed=seed,
+        ) as server,
+    ):
         con = _db(Path(tmp) / "bench.duckdb", n)
-        settings = EnrichSettings(provider="openai", base_url=server.base_url, api_key="sk-bench",
-                                  rpm=rpm, tpm=10_000_000, concurrency=8, batch_size=8, seed=seed)
+        settings = EnrichSettings(
+            provider="openai",
+            base_url=server.base_url,
+            api_key="sk-bench",
+            rpm=rpm,
+            tpm=10_000_000,
+            concurrency=8,
+            batch_size=8,
+            seed=seed,
+        )
         start = time.perf_counter()
         result = run(con, settings)
         seconds = time.perf_counter() - start
@@ -54,10 +75,18 @@ def one(n: int, rpm: int, latency: float, fault_rate: float, seed: int) -> dict:
         statuses = [r.status for r in server.log]
         con.close()
     ok = statuses.count(200)
-    return {"seconds": seconds, "requests": len(statuses), "ok": ok, "http_429": statuses.count(429),
-            "http_500": statuses.count(500), "stored": stored, "failed": result.stats.failed,
-            "rpm_all": len(statuses) / seconds * 60, "rpm_ok": ok / seconds * 60,
-            "books_per_s": stored / seconds}
+    return {
+        "seconds": seconds,
+        "requests": len(statuses),
+        "ok": ok,
+        "http_429": statuses.count(429),
+        "http_500": statuses.count(500),
+        "stored": stored,
+        "failed": result.stats.failed,
+        "rpm_all": len(statuses) / seconds * 60,
+        "rpm_ok": ok / seconds * 60,
+        "books_per_s": stored / seconds,
+    }
 
 
 def llm(args: argparse.Namespace) -> None:
@@ -68,22 +97,34 @@ def llm(args: argparse.Namespace) -> None:
         faulty.append(one(args.books, args.rpm, args.latency, args.fault_rate, seed=r))
         print(f"repeat {r}: clean {clean[-1]}\n          faulty {faulty[-1]}", file=sys.stderr)
     med = lambda rows, k: statistics.median(x[k] for x in rows)  # noqa: E731
-    ratio = statistics.median(f["seconds"] / c["seconds"] for c, f in zip(clean, faulty, strict=True))
+    ratio = statistics.median(
+        f["seconds"] / c["seconds"] for c, f in zip(clean, faulty, strict=True)
+    )
     lost = sum(args.books - f["stored"] for f in faulty + clean)
-    print(f"- command: `flock /tmp/bookrec-bench.lock .venv/bin/python bench/enrich.py llm --books {args.books} "
-          f"--repeats {args.repeats}`")
-    print(f"- machine: {platform.machine()} 2-core CPU, Python {platform.python_version()}; client and fake "
-          f"server in one process; other jobs were running")
-    print(f"- server: {args.latency * 1000:.0f} ms latency, {args.rpm} requests/min token bucket (1 s burst), "
-          f"429 + retry-after-ms when empty; batch 8, concurrency 8, client rpm {args.rpm}")
-    print(f"- fault-free (median of {args.repeats}): {med(clean, 'seconds'):.1f} s, {med(clean, 'requests'):.0f} "
-          f"requests, {med(clean, 'rpm_ok'):.0f} successful requests/min = "
-          f"{med(clean, 'rpm_ok') / args.rpm:.1%} of the limit, {med(clean, 'books_per_s'):.1f} books/s, "
-          f"{med(clean, 'http_429'):.0f} rate-limit 429s")
-    print(f"- {args.fault_rate:.0%} injected faults (429 retry-after 1 s / 500): {med(faulty, 'seconds'):.1f} s, "
-          f"{med(faulty, 'requests'):.0f} requests ({med(faulty, 'http_429'):.0f} x 429, "
-          f"{med(faulty, 'http_500'):.0f} x 500), books lost {lost}, failed "
-          f"{sum(f['failed'] for f in faulty)}; time ratio faulty/fault-free (median) {ratio:.3f} (target <= 1.25)")
+    print(
+        f"- command: `flock /tmp/bookrec-bench.lock .venv/bin/python bench/enrich.py llm --books {args.books} "
+        f"--repeats {args.repeats}`"
+    )
+    print(
+        f"- machine: {platform.machine()} 2-core CPU, Python {platform.python_version()}; client and fake "
+        f"server in one process; other jobs were running"
+    )
+    print(
+        f"- server: {args.latency * 1000:.0f} ms latency, {args.rpm} requests/min token bucket (1 s burst), "
+        f"429 + retry-after-ms when empty; batch 8, concurrency 8, client rpm {args.rpm}"
+    )
+    print(
+        f"- fault-free (median of {args.repeats}): {med(clean, 'seconds'):.1f} s, {med(clean, 'requests'):.0f} "
+        f"requests, {med(clean, 'rpm_ok'):.0f} successful requests/min = "
+        f"{med(clean, 'rpm_ok') / args.rpm:.1%} of the limit, {med(clean, 'books_per_s'):.1f} books/s, "
+        f"{med(clean, 'http_429'):.0f} rate-limit 429s"
+    )
+    print(
+        f"- {args.fault_rate:.0%} injected faults (429 retry-after 1 s / 500): {med(faulty, 'seconds'):.1f} s, "
+        f"{med(faulty, 'requests'):.0f} requests ({med(faulty, 'http_429'):.0f} x 429, "
+        f"{med(faulty, 'http_500'):.0f} x 500), books lost {lost}, failed "
+        f"{sum(f['failed'] for f in faulty)}; time ratio faulty/fault-free (median) {ratio:.3f} (target <= 1.25)"
+    )
 
 
 def _sample_books(size: str) -> tuple[list, dict]:
@@ -92,8 +133,12 @@ def _sample_books(size: str) -> tuple[list, dict]:
 
     data = sample.generate(size, 0)
     truth = dict(data.truth_books.iter_rows())
-    books = [BookRef(r[0].upper(), r[1], r[2], r[3], r[4]) for r in
-             data.books.select("ISBN", "Book-Title", "Book-Author", "Year-Of-Publication", "Publisher").rows()]
+    books = [
+        BookRef(r[0].upper(), r[1], r[2], r[3], r[4])
+        for r in data.books.select(
+            "ISBN", "Book-Title", "Book-Author", "Year-Of-Publication", "Publisher"
+        ).rows()
+    ]
     return books, truth
 
 
@@ -108,8 +153,10 @@ def zeroshot(args: argparse.Namespace) -> None:
     texts = [book_text(b) for b in books]
     t0 = time.perf_counter()
     embed.load_encoder()
-    print(f"- model load: {time.perf_counter() - t0:.1f} s; torch {torch.__version__}, default threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"- model load: {time.perf_counter() - t0:.1f} s; torch {torch.__version__}, default threads "
+        f"{torch.get_num_threads()}"
+    )
     sweep = texts[: args.sweep]
     rates = {}
     for threads in (1, 2):
@@ -117,10 +164,15 @@ def zeroshot(args: argparse.Namespace) -> None:
             t = time.perf_counter()
             embed.encode(sweep, batch, threads=threads)
             rates[(threads, batch)] = len(sweep) / (time.perf_counter() - t)
-            print(f"  threads {threads} batch {batch}: {rates[(threads, batch)]:.0f} texts/s", file=sys.stderr)
+            print(
+                f"  threads {threads} batch {batch}: {rates[(threads, batch)]:.0f} texts/s",
+                file=sys.stderr,
+            )
     best = max(rates, key=rates.get)
-    print(f"- encode sweep on {len(sweep):,} catalogue lines (texts/s, one run each): "
-          + ", ".join(f"{t} thread(s) x batch {b}: {r:.0f}" for (t, b), r in rates.items()))
+    print(
+        f"- encode sweep on {len(sweep):,} catalogue lines (texts/s, one run each): "
+        + ", ".join(f"{t} thread(s) x batch {b}: {r:.0f}" for (t, b), r in rates.items())
+    )
     subset = books[: args.subset]
     labeller = ZeroShotLabeller(threads=best[0], batch_size=best[1])
     t = time.perf_counter()
@@ -128,9 +180,11 @@ def zeroshot(args: argparse.Namespace) -> None:
     secs = time.perf_counter() - t
     hit = sum(truth.get(r["isbn"]) in r["genre"] for r in rows if truth.get(r["isbn"])) / len(rows)
     top = sum(bool(r["genre"]) and truth.get(r["isbn"]) == r["genre"][0] for r in rows) / len(rows)
-    print(f"- label {len(subset):,} books (threads {best[0]}, batch {best[1]}): {secs:.1f} s = "
-          f"{len(subset) / secs:.0f} books/s -> {len(books):,} books extrapolated {len(books) / (len(subset) / secs) / 60:.1f} min; "
-          f"planted-genre agreement: top-1 {top:.1%}, in label set {hit:.1%} (chance 8.3%)")
+    print(
+        f"- label {len(subset):,} books (threads {best[0]}, batch {best[1]}): {secs:.1f} s = "
+        f"{len(subset) / secs:.0f} books/s -> {len(books):,} books extrapolated {len(books) / (len(subset) / secs) / 60:.1f} min; "
+        f"planted-genre agreement: top-1 {top:.1%}, in label set {hit:.1%} (chance 8.3%)"
+    )
     if args.full:
         import polars as pl
 
@@ -139,16 +193,28 @@ def zeroshot(args: argparse.Namespace) -> None:
 
         with tempfile.TemporaryDirectory() as tmp:
             con = db.connect(Path(tmp) / "full.duckdb")
-            frame = pl.DataFrame([(b.isbn, b.title, b.author, b.year, b.publisher) for b in books],
-                                 schema={"isbn": pl.Utf8, "title": pl.Utf8, "author": pl.Utf8, "year": pl.Int16,
-                                         "publisher": pl.Utf8}, orient="row").unique("isbn")
+            frame = pl.DataFrame(
+                [(b.isbn, b.title, b.author, b.year, b.publisher) for b in books],
+                schema={
+                    "isbn": pl.Utf8,
+                    "title": pl.Utf8,
+                    "author": pl.Utf8,
+                    "year": pl.Int16,
+                    "publisher": pl.Utf8,
+                },
+                orient="row",
+            ).unique("isbn")
             db.append_table(con, "books", frame)
             t = time.perf_counter()
-            result = run(con, EnrichSettings(provider="zero-shot", zs_threads=best[0], zs_batch_size=best[1]))
+            result = run(
+                con, EnrichSettings(provider="zero-shot", zs_threads=best[0], zs_batch_size=best[1])
+            )
             secs = time.perf_counter() - t
             con.close()
-        print(f"- full table through `enrich.run` (zero-shot, commits every 8,192 books): "
-              f"{result.stats.done:,} books in {secs / 60:.1f} min = {result.stats.done / secs:.0f} books/s")
+        print(
+            f"- full table through `enrich.run` (zero-shot, commits every 8,192 books): "
+            f"{result.stats.done:,} books in {secs / 60:.1f} min = {result.stats.done / secs:.0f} books/s"
+        )
 
 
 def main() -> None:

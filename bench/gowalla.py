@@ -38,9 +38,13 @@ def load_avg() -> list[float]:
 
 def run_ours(train: Path, test: Path, epochs: int, threads: int, model: str = "lightgcn") -> dict:
     """Our LightGCN (or MF) with the paper's settings, evaluated on test after every epoch."""
+
     def show(e: dict) -> None:
-        print(f"  {model} epoch {e['epoch']}: recall@20 {e['recall@20']:.4f} ndcg@20 {e['ndcg@20']:.4f} "
-              f"train {e['seconds']:.1f}s eval {e['eval_seconds']:.2f}s", flush=True)
+        print(
+            f"  {model} epoch {e['epoch']}: recall@20 {e['recall@20']:.4f} ndcg@20 {e['ndcg@20']:.4f} "
+            f"train {e['seconds']:.1f}s eval {e['eval_seconds']:.2f}s",
+            flush=True,
+        )
 
     overrides = {**PAPER, "epochs": epochs, "num_threads": threads, "progress": False}
     if model == "mf":
@@ -67,7 +71,9 @@ def run_pyg(train: Path, test: Path, steps: int, threads: int) -> dict:
     model = LightGCN(data.n_users + data.n_items, embedding_dim=64, num_layers=3)
     torch.nn.init.normal_(model.embedding.weight, std=0.1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    users, pos, neg = (torch.from_numpy(a) for a in UniformSampler(data.train, np.random.default_rng(2020)).epoch())
+    users, pos, neg = (
+        torch.from_numpy(a) for a in UniformSampler(data.train, np.random.default_rng(2020)).epoch()
+    )
     neg = neg[:, 0]
     times = []
     for step in range(steps + 1):  # the first step warms up and is not timed
@@ -112,7 +118,9 @@ def run_interleaved(train: Path, test: Path, rounds: int, threads: int) -> dict:
     ours = LightGCN()
     ours.init_module(data, torch.device("cpu"))
     opt = torch.optim.Adam(ours.module.parameters(), lr=1e-3, fused=True)
-    users, pos, neg = (torch.from_numpy(a) for a in UniformSampler(data.train, np.random.default_rng(2020)).epoch())
+    users, pos, neg = (
+        torch.from_numpy(a) for a in UniformSampler(data.train, np.random.default_rng(2020)).epoch()
+    )
     neg = neg[:, 0]
     coo = data.train.tocoo()
     u = torch.from_numpy(coo.row.astype(np.int64))
@@ -136,7 +144,9 @@ def run_interleaved(train: Path, test: Path, rounds: int, threads: int) -> dict:
         sl = slice(k * 2048, (k + 1) * 2048)
         b_u, b_p, b_n = users[sl], pos[sl] + data.n_users, neg[sl] + data.n_users
         rank = pyg(edge_index, torch.stack([torch.cat([b_u, b_u]), torch.cat([b_p, b_n])]))
-        loss = pyg.recommendation_loss(*rank.chunk(2), node_id=torch.cat([b_u, b_p, b_n]), lambda_reg=0.5e-4)
+        loss = pyg.recommendation_loss(
+            *rank.chunk(2), node_id=torch.cat([b_u, b_p, b_n]), lambda_reg=0.5e-4
+        )
         popt.zero_grad()
         loss.backward()
         popt.step()
@@ -155,45 +165,74 @@ def run_interleaved(train: Path, test: Path, rounds: int, threads: int) -> dict:
             t_pyg.append(time.perf_counter() - t0)
     o, p = statistics.median(t_ours), statistics.median(t_pyg)
     n_batches = -(-data.train.nnz // 2048)
-    return {"threads": threads, "ours_s_per_step": o, "pyg_s_per_step": p, "ours_s_per_epoch": o * n_batches,
-            "pyg_s_per_epoch": p * n_batches, "ratio": p / o, "load": load_avg()}
+    return {
+        "threads": threads,
+        "ours_s_per_step": o,
+        "pyg_s_per_step": p,
+        "ours_s_per_epoch": o * n_batches,
+        "pyg_s_per_epoch": p * n_batches,
+        "ratio": p / o,
+        "load": load_avg(),
+    }
 
 
 def summarize(result: dict) -> str:
     """A short markdown summary: per thread count, medians over repeats."""
-    lines = [f"# Gowalla benchmark ({result['started']})", "",
-             f"load average (1/5/15 min) before {fmt_load(result['load_before'])}, after {fmt_load(result['load_after'])}", ""]
+    lines = [
+        f"# Gowalla benchmark ({result['started']})",
+        "",
+        f"load average (1/5/15 min) before {fmt_load(result['load_before'])}, after {fmt_load(result['load_after'])}",
+        "",
+    ]
     for threads, run in result["runs"].items():
         ours = run["lightgcn"]
         lines.append(f"## {threads} torch thread(s)\n")
         if ours:
-            lines += ["| epoch | recall@20 | ndcg@20 | official | diff recall / ndcg | train s (median) | eval s (median) |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += [
+                "| epoch | recall@20 | ndcg@20 | official | diff recall / ndcg | train s (median) | eval s (median) |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for e in range(len(ours[0]["history"])):
                 rows = [r["history"][e] for r in ours]
                 rec, nd = rows[0]["recall@20"], rows[0]["ndcg@20"]
                 off = OFFICIAL.get(e + 1)
-                diff = f"{100 * (rec / off[0] - 1):+.1f}% / {100 * (nd / off[1] - 1):+.1f}%" if off else "-"
-                lines.append(f"| {e + 1} | {rec:.4f} | {nd:.4f} | {off or '-'} | {diff} | "
-                             f"{statistics.median(r['seconds'] for r in rows):.1f} | "
-                             f"{statistics.median(r['eval_seconds'] for r in rows):.2f} |")
+                diff = (
+                    f"{100 * (rec / off[0] - 1):+.1f}% / {100 * (nd / off[1] - 1):+.1f}%"
+                    if off
+                    else "-"
+                )
+                lines.append(
+                    f"| {e + 1} | {rec:.4f} | {nd:.4f} | {off or '-'} | {diff} | "
+                    f"{statistics.median(r['seconds'] for r in rows):.1f} | "
+                    f"{statistics.median(r['eval_seconds'] for r in rows):.2f} |"
+                )
             lines.append(f"\npeak RSS {max(r['peak_rss_gb'] for r in ours):.2f} GB")
         p = run.get("pyg")
         if p:
-            ours_epoch = statistics.median(h["seconds"] for r in ours for h in r["history"]) if ours else float("nan")
-            lines.append(f"\nPyG LightGCN: {p['seconds_per_step']:.2f} s/step (median of {p['steps']} steps) -> "
-                         f"{p['seconds_per_epoch_extrapolated']:.0f} s/epoch; ours {ours_epoch:.1f} s/epoch: "
-                         f"{p['seconds_per_epoch_extrapolated'] / ours_epoch:.1f}x faster\n")
+            ours_epoch = (
+                statistics.median(h["seconds"] for r in ours for h in r["history"])
+                if ours
+                else float("nan")
+            )
+            lines.append(
+                f"\nPyG LightGCN: {p['seconds_per_step']:.2f} s/step (median of {p['steps']} steps) -> "
+                f"{p['seconds_per_epoch_extrapolated']:.0f} s/epoch; ours {ours_epoch:.1f} s/epoch: "
+                f"{p['seconds_per_epoch_extrapolated'] / ours_epoch:.1f}x faster\n"
+            )
         q = run.get("interleaved")
         if q:
-            lines.append(f"Interleaved: ours {q['ours_s_per_step']:.3f} s/step ({q['ours_s_per_epoch']:.1f} s/epoch), "
-                         f"PyG {q['pyg_s_per_step']:.2f} s/step ({q['pyg_s_per_epoch']:.0f} s/epoch): "
-                         f"{q['ratio']:.1f}x\n")
+            lines.append(
+                f"Interleaved: ours {q['ours_s_per_step']:.3f} s/step ({q['ours_s_per_epoch']:.1f} s/epoch), "
+                f"PyG {q['pyg_s_per_step']:.2f} s/step ({q['pyg_s_per_epoch']:.0f} s/epoch): "
+                f"{q['ratio']:.1f}x\n"
+            )
     for g in result.get("gfcf", []):
         f = g["final"]
-        lines.append(f"\nGF-CF ({g['torch_threads']} threads): recall@20 {f['recall@20']:.4f} ndcg@20 {f['ndcg@20']:.4f}, "
-                     f"fit {g['fit_seconds']:.1f}s, eval {f['eval_seconds']:.1f}s, total {g['total_seconds']:.1f}s "
-                     f"end to end, peak RSS {g['peak_rss_gb']:.2f} GB")
+        lines.append(
+            f"\nGF-CF ({g['torch_threads']} threads): recall@20 {f['recall@20']:.4f} ndcg@20 {f['ndcg@20']:.4f}, "
+            f"fit {g['fit_seconds']:.1f}s, eval {f['eval_seconds']:.1f}s, total {g['total_seconds']:.1f}s "
+            f"end to end, peak RSS {g['peak_rss_gb']:.2f} GB"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -204,14 +243,22 @@ def fmt_load(load: list[float]) -> str:
 
 def main() -> None:
     """Parse flags, run what was asked, write JSON and markdown."""
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "gowalla")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--pyg-steps", type=int, default=20, help="0 skips PyG")
-    ap.add_argument("--threads", default="2", help="comma-separated torch thread counts to compare, e.g. 2,1")
-    ap.add_argument("--interleave-rounds", type=int, default=0,
-                    help="also time ours vs PyG interleaved in one process (rounds of 10 + 2 steps)")
+    ap.add_argument(
+        "--threads", default="2", help="comma-separated torch thread counts to compare, e.g. 2,1"
+    )
+    ap.add_argument(
+        "--interleave-rounds",
+        type=int,
+        default=0,
+        help="also time ours vs PyG interleaved in one process (rounds of 10 + 2 steps)",
+    )
     ap.add_argument("--skip-lightgcn", action="store_true")
     ap.add_argument("--skip-gfcf", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results")
@@ -220,8 +267,15 @@ def main() -> None:
     if not train.exists():
         sys.exit(f"Gowalla not found at {args.data}")
     thread_counts = [int(t) for t in str(args.threads).split(",")]
-    result = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "threads": thread_counts,
-              "epochs": args.epochs, "repeats": args.repeats, "load_before": load_avg(), "runs": {}, "gfcf": []}
+    result = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "threads": thread_counts,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "load_before": load_avg(),
+        "runs": {},
+        "gfcf": [],
+    }
     for threads in thread_counts:
         run = {"lightgcn": [], "pyg": None}
         print(f"{threads} thread(s)", flush=True)
@@ -232,13 +286,19 @@ def main() -> None:
             print(f"  pyg: {run['pyg']['seconds_per_step']:.2f} s/step", flush=True)
         if args.interleave_rounds > 0:
             run["interleaved"] = run_interleaved(train, test, args.interleave_rounds, threads)
-            print(f"  interleaved: ours {run['interleaved']['ours_s_per_step']:.3f} s/step, "
-                  f"pyg {run['interleaved']['pyg_s_per_step']:.2f} s/step", flush=True)
+            print(
+                f"  interleaved: ours {run['interleaved']['ours_s_per_step']:.3f} s/step, "
+                f"pyg {run['interleaved']['pyg_s_per_step']:.2f} s/step",
+                flush=True,
+            )
         result["runs"][threads] = run
     for _ in range(0 if args.skip_gfcf else args.repeats):
         g = run_gfcf(train, test, thread_counts[0])
-        print(f"  gfcf: recall@20 {g['final']['recall@20']:.4f} ndcg@20 {g['final']['ndcg@20']:.4f} "
-              f"total {g['total_seconds']:.1f}s", flush=True)
+        print(
+            f"  gfcf: recall@20 {g['final']['recall@20']:.4f} ndcg@20 {g['final']['ndcg@20']:.4f} "
+            f"total {g['total_seconds']:.1f}s",
+            flush=True,
+        )
         result["gfcf"].append(g)
     result["load_after"] = load_avg()
     args.out.mkdir(parents=True, exist_ok=True)

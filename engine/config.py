@@ -65,7 +65,9 @@ def _coerce(name: str, raw: Any, hint: Any) -> Any:
         if origin in (tuple, list):
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             (inner, *_rest) = typing.get_args(hint) or (str,)
-            return tuple(_coerce(name, i.strip() if isinstance(i, str) else i, inner) for i in items)
+            return tuple(
+                _coerce(name, i.strip() if isinstance(i, str) else i, inner) for i in items
+            )
         if origin is dict:
             return dict(raw)
         if origin is typing.Literal:
@@ -93,12 +95,14 @@ def load_settings(
     for key, raw in _toml_section(section, config_file).items():
         key = key.replace("-", "_")
         if key not in fields:
-            raise ConfigError(f"unknown setting [{section}] {key}", hint=f"Known: {', '.join(sorted(fields))}")
+            raise ConfigError(
+                f"unknown setting [{section}] {key}", hint=f"Known: {', '.join(sorted(fields))}"
+            )
         values[key] = _coerce(key, raw, hints[key])
     prefix = f"BOOKREC_{section.upper()}_"
     for env_key, raw in environ.items():
         if env_key.startswith(prefix):
-            key = env_key[len(prefix):].lower()
+            key = env_key[len(prefix) :].lower()
             if key in fields:
                 values[key] = _coerce(key, raw, hints[key])
     for key, raw in (overrides or {}).items():
@@ -118,5 +122,9 @@ def as_dict(settings: Any) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(settings):
         value = getattr(settings, f.name)
-        out[f.name] = str(value) if isinstance(value, Path) else (list(value) if isinstance(value, tuple) else value)
+        out[f.name] = (
+            str(value)
+            if isinstance(value, Path)
+            else (list(value) if isinstance(value, tuple) else value)
+        )
     return out

@@ -27,7 +27,9 @@ def sql_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent / "sql"
     if checkout.is_dir():
         return checkout
-    raise DatabaseError("bookrec's SQL files are missing", where=str(packaged), hint="Reinstall bookrec")
+    raise DatabaseError(
+        "bookrec's SQL files are missing", where=str(packaged), hint="Reinstall bookrec"
+    )
 
 
 def sql_text(relpath: str) -> str:
@@ -46,7 +48,7 @@ def _named_queries() -> dict[str, str]:
             name = mark.group(1)
             if name in queries:
                 raise DatabaseError(f"query {name} defined twice", where=path.name)
-            queries[name] = text[mark.end():end].strip().rstrip(";")
+            queries[name] = text[mark.end() : end].strip().rstrip(";")
     return queries
 
 
@@ -58,17 +60,23 @@ def query_sql(name: str) -> str:
         raise DatabaseError(f"no query named {name}", where="sql/queries") from None
 
 
-def query(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+def query(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> pl.DataFrame:
     """Run a named query with named parameters ($name) and return a Polars DataFrame."""
     return fetch(con, query_sql(name), params)
 
 
-def fetch(con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+def fetch(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Mapping[str, Any] | None = None
+) -> pl.DataFrame:
     """Run one SELECT (short, or from a .sql file) with named parameters; a Polars DataFrame back."""
     return con.sql(sql, params=dict(params) if params else None).pl()
 
 
-def execute(con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None) -> None:
+def execute(
+    con: duckdb.DuckDBPyConnection, name: str, params: Mapping[str, Any] | None = None
+) -> None:
     """Run a named statement for its effect."""
     con.execute(query_sql(name), dict(params or {}))
 
@@ -104,7 +112,9 @@ def _pending(con: duckdb.DuckDBPyConnection) -> tuple[list[tuple[int, Path]], bo
     defs_hash = None
     if has_table:
         applied = {r[0] for r in con.execute("SELECT version FROM schema_migrations").fetchall()}
-        rows = con.execute("SELECT value FROM schema_meta WHERE key = 'definitions_hash'").fetchall()
+        rows = con.execute(
+            "SELECT value FROM schema_meta WHERE key = 'definitions_hash'"
+        ).fetchall()
         defs_hash = rows[0][0] if rows else None
     pending = [(v, p) for v, p in _migrations() if v not in applied]
     return pending, defs_hash != _definitions_hash()
@@ -120,16 +130,21 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations"
             " (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP DEFAULT now())"
         )
-        con.execute("CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)"
+        )
         for version, path in pending:
             con.execute(path.read_text(encoding="utf-8"))
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, path.name])
+            con.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, path.name]
+            )
             done.append(path.name)
         if stale_defs or pending:
             for path in _definitions():
                 con.execute(path.read_text(encoding="utf-8"))
             con.execute(
-                "INSERT OR REPLACE INTO schema_meta VALUES ('definitions_hash', ?)", [_definitions_hash()]
+                "INSERT OR REPLACE INTO schema_meta VALUES ('definitions_hash', ?)",
+                [_definitions_hash()],
             )
         con.execute("COMMIT")
     except Exception:
@@ -138,11 +153,17 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     return done
 
 
-def connect(path: str | Path, *, read_only: bool = False, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    path: str | Path, *, read_only: bool = False, threads: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """Open the bookrec DuckDB file; read-write connections migrate, read-only ones must be current."""
     path = Path(path)
     if read_only and not path.exists():
-        raise DatabaseError("database not found", where=str(path), hint="Run `bookrec ingest` (or `just demo`) first")
+        raise DatabaseError(
+            "database not found",
+            where=str(path),
+            hint="Run `bookrec ingest` (or `just demo`) first",
+        )
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     config = {"threads": threads} if threads else {}
@@ -152,18 +173,22 @@ def connect(path: str | Path, *, read_only: bool = False, threads: int | None = 
         msg = str(exc).splitlines()[0]
         if "lock" in msg.lower():
             raise DatabaseError(
-                "database is in use by another process", where=str(path),
+                "database is in use by another process",
+                where=str(path),
                 hint="Stop the other writer (a running stage), or open it read-only",
             ) from None
         raise DatabaseError(f"cannot open database: {msg}", where=str(path)) from None
     except duckdb.Error as exc:
-        raise DatabaseError(f"not a DuckDB database: {str(exc).splitlines()[0]}", where=str(path)) from None
+        raise DatabaseError(
+            f"not a DuckDB database: {str(exc).splitlines()[0]}", where=str(path)
+        ) from None
     if read_only:
         pending, stale = _pending(con)
         if pending or stale:
             con.close()
             raise DatabaseError(
-                "database schema is older than this bookrec", where=str(path),
+                "database schema is older than this bookrec",
+                where=str(path),
                 hint="Run any bookrec stage (e.g. `bookrec migrate`) once to upgrade it",
             )
     else:
@@ -205,12 +230,19 @@ def _empty_table(con: duckdb.DuckDBPyConnection, table: str) -> None:
     pathologically slow (about 25 s for 271k VARCHAR keys, against 2 s this way). DDL is
     transactional, so a rollback still restores the old table, rows and indexes.
     """
-    where = "table_name = ? AND schema_name = current_schema() AND database_name = current_database()"
+    where = (
+        "table_name = ? AND schema_name = current_schema() AND database_name = current_database()"
+    )
     keyed = con.execute(
         f"SELECT count(*) FROM duckdb_constraints() WHERE {where} AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
         [table],
     ).fetchall()[0][0]
-    indexes = [r[0] for r in con.execute(f"SELECT sql FROM duckdb_indexes() WHERE {where} AND sql IS NOT NULL", [table]).fetchall()]
+    indexes = [
+        r[0]
+        for r in con.execute(
+            f"SELECT sql FROM duckdb_indexes() WHERE {where} AND sql IS NOT NULL", [table]
+        ).fetchall()
+    ]
     if not keyed and not indexes:
         con.execute(f"DELETE FROM {table}")
         return

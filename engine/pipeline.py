@@ -49,7 +49,11 @@ def last_run(con: duckdb.DuckDBPyConnection, stage: str) -> StageRun | None:
         return None
     r = row.row(0, named=True)
     return StageRun(
-        stage, r["fingerprint"], json.loads(r["settings"]), json.loads(r["inputs"]), json.loads(r["summary"])
+        stage,
+        r["fingerprint"],
+        json.loads(r["settings"]),
+        json.loads(r["inputs"]),
+        json.loads(r["summary"]),
     )
 
 

@@ -34,7 +34,10 @@ HINTS = {
     "data": ("No books in the database yet", "Run `bookrec ingest` (or `just demo`) first"),
     "facets": ("No facets yet", "Run `bookrec enrich` then `bookrec facets` first"),
     "models": ("No trained models yet", "Run `bookrec train --model lightgcn` first"),
-    "embeddings": ("No model with item embeddings yet", "Run `bookrec train --model lightgcn` first"),
+    "embeddings": (
+        "No model with item embeddings yet",
+        "Run `bookrec train --model lightgcn` first",
+    ),
     "content": ("No content embeddings yet", "Run `bookrec content` first"),
     "ingest": ("No ingest runs recorded", "Run `bookrec ingest` first"),
 }
@@ -78,7 +81,9 @@ def _vectors(frame: pl.DataFrame) -> _Vectors:
     raw = _as_matrix(frame)
     norms = np.linalg.norm(raw, axis=1, keepdims=True) if raw.size else np.ones((0, 1), np.float32)
     isbns = frame["isbn"].to_numpy()
-    return _Vectors(isbns, {s: i for i, s in enumerate(isbns)}, raw, raw / np.where(norms == 0, 1, norms))
+    return _Vectors(
+        isbns, {s: i for i, s in enumerate(isbns)}, raw, raw / np.where(norms == 0, 1, norms)
+    )
 
 
 def _top(scores: np.ndarray, isbns: np.ndarray, k: int) -> np.ndarray:
@@ -105,11 +110,21 @@ class _PrunedIndex:
         self.raw = raw
         n = raw.shape[0]
         self.dim = min(dim, raw.shape[1]) if n else 0
-        sample = raw[np.random.default_rng(seed).choice(n, min(n, 20_000), replace=False)] if n else raw
-        basis = np.linalg.svd(sample, full_matrices=False)[2][: self.dim].T if n else np.zeros((0, 0), np.float32)
+        sample = (
+            raw[np.random.default_rng(seed).choice(n, min(n, 20_000), replace=False)] if n else raw
+        )
+        basis = (
+            np.linalg.svd(sample, full_matrices=False)[2][: self.dim].T
+            if n
+            else np.zeros((0, 0), np.float32)
+        )
         self.basis = np.ascontiguousarray(basis, dtype=np.float32)
         self.proj = np.ascontiguousarray(raw @ self.basis) if n else raw
-        self.rnorm = np.sqrt(np.maximum((raw * raw).sum(axis=1) - (self.proj * self.proj).sum(axis=1), 0)) if n else raw
+        self.rnorm = (
+            np.sqrt(np.maximum((raw * raw).sum(axis=1) - (self.proj * self.proj).sum(axis=1), 0))
+            if n
+            else raw
+        )
         self.pool = pool
         self.exact_hits = self.full_scans = 0
 
@@ -123,7 +138,7 @@ class _PrunedIndex:
             bound = self.proj @ qp + self.rnorm * qr
             bound[row] = -np.inf
             part = np.argpartition(-bound, self.pool)
-            cand, rest = part[: self.pool], part[self.pool:]
+            cand, rest = part[: self.pool], part[self.pool :]
             exact = self.raw[cand] @ q
             exact[cand == row] = -np.inf
             best = _top(exact, isbns[cand], k)
@@ -151,7 +166,9 @@ class Store:
         self.objects = set(objects["name"].to_list())
         self.sizes: dict[str, int] = self.frame("app_table_sizes").row(0, named=True)
         self.sizes["content"] = (
-            int(self.frame("app_content_size")["n"][0]) if "book_content_embeddings" in self.objects else 0
+            int(self.frame("app_content_size")["n"][0])
+            if "book_content_embeddings" in self.objects
+            else 0
         )
 
     # ------------------------------------------------------------------ plumbing
@@ -194,10 +211,16 @@ class Store:
         """Whether the stage behind a page part has produced its tables (see HINTS)."""
         checks = {
             "data": lambda: self.sizes["books"] > 0,
-            "facets": lambda: self.sizes["book_facets"] > 0 and "facet_cooccurrence" in self.objects,
+            "facets": lambda: (
+                self.sizes["book_facets"] > 0 and "facet_cooccurrence" in self.objects
+            ),
             "models": lambda: self.sizes["model_runs"] > 0 and "recommend_model" in self.objects,
-            "embeddings": lambda: self.sizes["item_embeddings"] > 0 and "similar_books_model" in self.objects,
-            "content": lambda: self.sizes["content"] > 0 and "similar_books_by_content" in self.objects,
+            "embeddings": lambda: (
+                self.sizes["item_embeddings"] > 0 and "similar_books_model" in self.objects
+            ),
+            "content": lambda: (
+                self.sizes["content"] > 0 and "similar_books_by_content" in self.objects
+            ),
             "ingest": lambda: self.sizes["ingest_runs"] > 0,
         }
         return checks[what]()
@@ -256,23 +279,30 @@ class Store:
 
     def book_table(self) -> pl.DataFrame:
         """Every book with activity and facet lists, plus lower-case title/author for text search."""
+
         def load() -> pl.DataFrame:
             books = self.frame("app_book_table")
             # one chunk: row gathers on a many-chunked frame rechunk it on every call (~10 ms each)
             return books.with_columns(
-                title_lc=pl.col("title").str.to_lowercase(), author_lc=pl.col("author").str.to_lowercase()
+                title_lc=pl.col("title").str.to_lowercase(),
+                author_lc=pl.col("author").str.to_lowercase(),
             ).rechunk()
+
         return self._cached("book_table", load)
 
     def _book_row(self) -> dict[str, int]:
-        return self._cached("book_row", lambda: {s: i for i, s in enumerate(self.book_table()["isbn"].to_list())})
+        return self._cached(
+            "book_row", lambda: {s: i for i, s in enumerate(self.book_table()["isbn"].to_list())}
+        )
 
     def explicit_mean(self) -> float:
         """The global mean explicit rating C of the Bayesian score."""
         return float(self.cached_frame("app_explicit_mean")["c"][0])
 
     def _plain_books(self) -> pl.DataFrame:
-        return self._cached("plain_books", lambda: self.book_table().drop("title_lc", "author_lc").rechunk())
+        return self._cached(
+            "plain_books", lambda: self.book_table().drop("title_lc", "author_lc").rechunk()
+        )
 
     def books(self, isbns: Sequence[str]) -> pl.DataFrame:
         """Book rows in the order given; ISBNs not in `books` come back with null metadata."""
@@ -290,14 +320,19 @@ class Store:
         """One book with activity, facets, large cover and summary; UnknownEntityError if absent."""
         key = (isbn or "").strip().upper()
         if key not in self._book_row():
-            raise UnknownEntityError(f"no book with ISBN {isbn!r}", hint="Search by title or author")
+            raise UnknownEntityError(
+                f"no book with ISBN {isbn!r}", hint="Search by title or author"
+            )
         info = self.books([key]).row(0, named=True)
         extra = self.frame("app_book_extra", {"isbn": key})
-        info.update(extra.row(0, named=True) if extra.height else {"image_url_l": None, "summary": None})
+        info.update(
+            extra.row(0, named=True) if extra.height else {"image_url_l": None, "summary": None}
+        )
         return info
 
     def scores(self, m: float) -> np.ndarray:
         """Bayesian score of every book (popular_books_m's formula) for prior weight m."""
+
         def load() -> np.ndarray:
             books, c = self.book_table(), self.explicit_mean()
             v = books["n_explicit"].to_numpy().astype(np.float64)
@@ -305,12 +340,14 @@ class Store:
             with np.errstate(invalid="ignore", divide="ignore"):
                 s = v / (v + m) * mean + m / (v + m) * c
             return np.where(v + m > 0, s, c)
+
         return self._cached(("scores", m), load)
 
     def _order(self, m: float, sort: str, desc: bool) -> np.ndarray:
         """Row order of the whole book table for a sort (int32, cached); filters keep this order.
         Ties: most read first, then ISBN. Only the score sort depends on m."""
         key = ("order", m if sort == "score" else None, sort, desc)
+
         def load() -> np.ndarray:
             books = self.book_table()
             n_int = books["n_interactions"].to_numpy()
@@ -322,17 +359,22 @@ class Store:
                 col = books[{"title": "title_lc", "author": "author_lc"}.get(sort, sort)]
                 primary = col.rank("dense", descending=desc).fill_null(col.len() + 1).to_numpy()
             return np.lexsort([isbn_rank, -n_int, primary]).astype(np.int32)
+
         return self._cached(key, load)
 
     def _facet_mask(self, fld: str, label: str) -> np.ndarray:
-        return self._cached(("facet", fld, label), lambda: self.book_table()[fld].list.contains(label).to_numpy())
+        return self._cached(
+            ("facet", fld, label), lambda: self.book_table()[fld].list.contains(label).to_numpy()
+        )
 
     def _mask(self, q: BrowseQuery) -> np.ndarray | None:
         """Which books pass the filters (None: all of them)."""
         books = self.book_table()
         mask = None
+
         def both(a: np.ndarray | None, b: np.ndarray) -> np.ndarray:
             return b if a is None else a & b
+
         for fld, labels in q.facets.items():
             if fld in FIELDS and labels:
                 any_of = np.zeros(books.height, dtype=bool)
@@ -358,7 +400,9 @@ class Store:
             hit = self._texts.pop(text, None)
         if hit is None:
             books = self.book_table()
-            found = books["title_lc"].str.contains(text, literal=True) | books["author_lc"].str.contains(text, literal=True)
+            found = books["title_lc"].str.contains(text, literal=True) | books[
+                "author_lc"
+            ].str.contains(text, literal=True)
             hit = found.fill_null(False).to_numpy()
         with self._lock:
             self._texts[text] = hit
@@ -375,13 +419,17 @@ class Store:
         rows = order if mask is None else order[mask[order]]
         size = max(1, q.page_size)
         start = (max(q.page, 1) - 1) * size
-        page = rows[start:start + size]
+        page = rows[start : start + size]
         table = self.book_table().drop("title_lc", "author_lc")
         out = table[page].with_columns(score=pl.Series(self.scores(m)[page], dtype=pl.Float64))
         return out, int(rows.size)
 
-    def popular(self, facets: Mapping[str, tuple[str, ...]] | None = None, k: int = 10,
-                exclude: Sequence[str] = ()) -> pl.DataFrame:
+    def popular(
+        self,
+        facets: Mapping[str, tuple[str, ...]] | None = None,
+        k: int = 10,
+        exclude: Sequence[str] = (),
+    ) -> pl.DataFrame:
         """The most popular books (m = 50) within facets, skipping `exclude` (cold-start readers)."""
         page, _ = self.browse(BrowseQuery(facets=facets or {}, page_size=k + len(exclude)))
         return page.filter(~pl.col("isbn").is_in(list(exclude))).head(k)
@@ -412,10 +460,20 @@ class Store:
             | pl.col("title_lc").str.contains(text, literal=True)
             | pl.col("author_lc").str.contains(text, literal=True)
         )
-        return hits.sort(
-            [pl.col("isbn") == text.upper(), pl.col("title_lc").str.starts_with(text), "n_interactions", "title"],
-            descending=[True, True, True, False], nulls_last=True,
-        ).head(limit).select(cols)
+        return (
+            hits.sort(
+                [
+                    pl.col("isbn") == text.upper(),
+                    pl.col("title_lc").str.starts_with(text),
+                    "n_interactions",
+                    "title",
+                ],
+                descending=[True, True, True, False],
+                nulls_last=True,
+            )
+            .head(limit)
+            .select(cols)
+        )
 
     # ------------------------------------------------------------------ readers
 
@@ -423,7 +481,14 @@ class Store:
         """Reader ids starting with prefix (digits only), exact match first."""
         digits = (prefix or "").strip()
         if not digits.isdigit() or len(digits) > 10:
-            return pl.DataFrame(schema={"user_id": pl.Int32, "country": pl.String, "age": pl.Int16, "n_ratings": pl.Int64})
+            return pl.DataFrame(
+                schema={
+                    "user_id": pl.Int32,
+                    "country": pl.String,
+                    "age": pl.Int16,
+                    "n_ratings": pl.Int64,
+                }
+            )
         return self.frame("app_user_search", {"prefix": str(int(digits)), "limit": limit})
 
     def user(self, user_id: int) -> dict[str, Any] | None:
@@ -437,20 +502,30 @@ class Store:
         if profile is None and rated.len() == 0:
             return None
         explicit = rated.filter(rated > 0)
-        return {"user_id": user_id, "city": None, "state": None, "country": None, "age": None, **(profile or {}),
-                "n_ratings": rated.len(), "n_explicit": explicit.len(),
-                "mean_rating": float(explicit.mean()) if explicit.len() else None}
+        return {
+            "user_id": user_id,
+            "city": None,
+            "state": None,
+            "country": None,
+            "age": None,
+            **(profile or {}),
+            "n_ratings": rated.len(),
+            "n_explicit": explicit.len(),
+            "mean_rating": float(explicit.mean()) if explicit.len() else None,
+        }
 
     def _users(self) -> tuple[np.ndarray, pl.DataFrame]:
         def load() -> tuple[np.ndarray, pl.DataFrame]:
             users = self.frame("app_users").rechunk()
             return users["user_id"].to_numpy(), users
+
         return self._cached("users", load)
 
     def _ratings_by_user(self) -> tuple[np.ndarray, pl.DataFrame]:
         def load() -> tuple[np.ndarray, pl.DataFrame]:
             ratings = self.frame("app_ratings_by_user")
             return ratings["user_id"].to_numpy(), ratings.select("isbn", "rating")
+
         return self._cached("ratings_by_user", load)
 
     def user_ratings(self, user_id: int) -> pl.DataFrame:
@@ -491,10 +566,14 @@ class Store:
         def load() -> tuple[np.ndarray, np.ndarray]:
             frame = self.frame("app_user_embeddings", {"run_id": run_id})
             return frame["user_id"].to_numpy(), _as_matrix(frame)
+
         return self._cached(("users", run_id), load)
 
     def _item_vectors(self, run_id: str) -> _Vectors:
-        return self._cached(("items", run_id), lambda: _vectors(self.frame("app_item_embeddings", {"run_id": run_id})))
+        return self._cached(
+            ("items", run_id),
+            lambda: _vectors(self.frame("app_item_embeddings", {"run_id": run_id})),
+        )
 
     def recommend(self, model: str | None, user_id: int, k: int = 10) -> pl.DataFrame:
         """Top-k unrated books for a reader from a model's current run (recommend_model's answer),
@@ -507,14 +586,22 @@ class Store:
             top = self.popular(k=k, exclude=rated)
             isbns, scores = top["isbn"].to_list(), top["score"].to_list()
             source, name = "popularity_fallback", "popular_books"
-        recs = self.books(isbns).select("isbn", "title", "author", "year", "image_url_m", "n_interactions", *FIELDS)
-        recs = recs.with_columns(
-            rank=pl.int_range(1, len(isbns) + 1), score=pl.Series(scores, dtype=pl.Float64),
-            source=pl.lit(source), model=pl.lit(name),
+        recs = self.books(isbns).select(
+            "isbn", "title", "author", "year", "image_url_m", "n_interactions", *FIELDS
         )
-        return recs.join(self._reasons(run, isbns, rated), on="isbn", how="left", maintain_order="left")
+        recs = recs.with_columns(
+            rank=pl.int_range(1, len(isbns) + 1),
+            score=pl.Series(scores, dtype=pl.Float64),
+            source=pl.lit(source),
+            model=pl.lit(name),
+        )
+        return recs.join(
+            self._reasons(run, isbns, rated), on="isbn", how="left", maintain_order="left"
+        )
 
-    def _model_top(self, run: Mapping[str, Any], user_id: int, rated: set[str], k: int) -> tuple[list[str], list[float]]:
+    def _model_top(
+        self, run: Mapping[str, Any], user_id: int, rated: set[str], k: int
+    ) -> tuple[list[str], list[float]]:
         if run["scoring"] == "embedding":
             ids, matrix = self._user_vectors(run["run_id"])
             at = int(np.searchsorted(ids, user_id))
@@ -531,11 +618,19 @@ class Store:
         top = top.filter(~pl.col("isbn").is_in(list(rated))).head(k)
         return top["isbn"].to_list(), top["score"].to_list()
 
-    def _reasons(self, run: Mapping[str, Any], isbns: Sequence[str], rated: Sequence[str]) -> pl.DataFrame:
+    def _reasons(
+        self, run: Mapping[str, Any], isbns: Sequence[str], rated: Sequence[str]
+    ) -> pl.DataFrame:
         """For each recommended book, the closest book in the reader's history by item-embedding
         cosine (the run's embeddings, or the default embedding run's for models without any)."""
-        empty = pl.DataFrame(schema={"isbn": pl.String, "because_isbn": pl.String, "because_title": pl.String,
-                                     "because_score": pl.Float64})
+        empty = pl.DataFrame(
+            schema={
+                "isbn": pl.String,
+                "because_isbn": pl.String,
+                "because_title": pl.String,
+                "because_score": pl.Float64,
+            }
+        )
         try:
             reason_run = run if run["has_item_embeddings"] else self._run(None, embeddings=True)
         except (StageNotReadyError, UnknownEntityError):
@@ -549,11 +644,15 @@ class Store:
         best = sims.argmax(axis=1)
         because = [hist[j] for j in best]
         titles = self.books(because)["title"].to_list()
-        return pl.DataFrame({
-            "isbn": recs, "because_isbn": because,
-            "because_title": [t or b for t, b in zip(titles, because, strict=True)],
-            "because_score": sims[np.arange(len(recs)), best].astype(float),
-        }, schema=empty.schema)
+        return pl.DataFrame(
+            {
+                "isbn": recs,
+                "because_isbn": because,
+                "because_title": [t or b for t, b in zip(titles, because, strict=True)],
+                "because_score": sims[np.arange(len(recs)), best].astype(float),
+            },
+            schema=empty.schema,
+        )
 
     def similar_collab(self, isbn: str, model: str | None = None, k: int = 10) -> pl.DataFrame:
         """Nearest books by cosine of the run's item embeddings (similar_books_model's answer)."""
@@ -565,7 +664,9 @@ class Store:
         scores = items.unit @ items.unit[items.row[key]]
         scores[items.row[key]] = -np.inf
         best = _top(scores, items.isbns, k)
-        return self._neighbours(items.isbns[best].tolist(), scores[best].astype(float).tolist(), run["model"])
+        return self._neighbours(
+            items.isbns[best].tolist(), scores[best].astype(float).tolist(), run["model"]
+        )
 
     def _content_vectors(self) -> _Vectors:
         return self._cached("content", lambda: _vectors(self.frame("app_content_embeddings")))
@@ -585,8 +686,11 @@ class Store:
 
     def _neighbours(self, isbns: list[str], scores: list[float], source: str) -> pl.DataFrame:
         out = self.books(isbns).select("isbn", "title", "author", "year", "image_url_m", *FIELDS)
-        return out.with_columns(rank=pl.int_range(1, len(isbns) + 1, dtype=pl.Int64),
-                                score=pl.Series(scores, dtype=pl.Float64), source=pl.lit(source))
+        return out.with_columns(
+            rank=pl.int_range(1, len(isbns) + 1, dtype=pl.Int64),
+            score=pl.Series(scores, dtype=pl.Float64),
+            source=pl.lit(source),
+        )
 
     # ------------------------------------------------------------------ metadata and runs
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -51,13 +52,17 @@ def fake_encoder():
 # --- models, DuckDB side (issue 3) ---
 
 
-def planted_ratings(groups: int = 6, users_per: int = 25, items_per: int = 30, per_user: int = 12,
-                    popular: int = 10, popular_per_user: int = 3, seed: int = 0) -> "pl.DataFrame":
+def planted_ratings(
+    groups: int = 6,
+    users_per: int = 25,
+    items_per: int = 30,
+    per_user: int = 12,
+    popular: int = 10,
+    popular_per_user: int = 3,
+    seed: int = 0,
+) -> pl.DataFrame:
     """Planted blocks: each user rates `per_user` books of their group's block plus a few globally
     popular books. Popularity can only recommend the popular books; a CF model finds the block."""
-    import numpy as np
-    import polars as pl
-
     rng = np.random.default_rng(seed)
     rows = []
     for g in range(groups):
@@ -67,18 +72,19 @@ def planted_ratings(groups: int = 6, users_per: int = 25, items_per: int = 30, p
                 rows.append((user, f"B{g:02d}{i:03d}", int(rng.integers(0, 11))))
             for i in rng.choice(popular, popular_per_user, replace=False):
                 rows.append((user, f"POP{i:03d}", 8))
-    return pl.DataFrame(rows, schema={"user_id": pl.Int32, "isbn": pl.Utf8, "rating": pl.Int8}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"user_id": pl.Int32, "isbn": pl.Utf8, "rating": pl.Int8}, orient="row"
+    )
 
 
-def load_ratings_db(path: "Path", ratings: "pl.DataFrame"):
+def load_ratings_db(path: Path, ratings: pl.DataFrame):
     """A fresh bookrec DuckDB with `ratings` and a books row (title 'Title <isbn>') per ISBN."""
-    import polars as pl
-
     from engine import db
 
     con = db.connect(path)
     books = ratings.select(pl.col("isbn").unique().sort()).with_columns(
-        ("Title " + pl.col("isbn")).alias("title"), pl.lit("Author").alias("author"))
+        ("Title " + pl.col("isbn")).alias("title"), pl.lit("Author").alias("author")
+    )
     with db.transaction(con):
         db.replace_table(con, "books", books)
         db.replace_table(con, "ratings", ratings)

@@ -14,7 +14,14 @@ from app_fixtures import ODD_TITLE, USER_WITHOUT_RATINGS, build_app_db, isbn_of
 
 from app import params
 
-BAD_TEXT = ["'; DROP TABLE books; --", "<script>alert(1)</script>", "Ünïcødé ✓ 📚", "%_\\", " " * 5, "9" * 30]
+BAD_TEXT = [
+    "'; DROP TABLE books; --",
+    "<script>alert(1)</script>",
+    "Ünïcødé ✓ 📚",
+    "%_\\",
+    " " * 5,
+    "9" * 30,
+]
 
 
 def text_of(component: Any) -> str:
@@ -29,14 +36,19 @@ def pages(app_db):
     from app.main import create_app
 
     create_app(app_db)
-    return {name: importlib.import_module(f"pages.{name}")
-            for name in ("overview", "browse", "reader", "similar", "metadata", "models")}
+    return {
+        name: importlib.import_module(f"pages.{name}")
+        for name in ("overview", "browse", "reader", "similar", "metadata", "models")
+    }
 
 
 def test_every_layout_renders_with_and_without_query(pages):
     for name, module in pages.items():
         assert "page-title" in text_of(module.layout()), name
-        bad = {k: "'; DROP TABLE books; --" for k in ("user", "isbn", "model", "genre", "q", "y0", "m", "page", "a", "run")}
+        bad = {
+            k: "'; DROP TABLE books; --"
+            for k in ("user", "isbn", "model", "genre", "q", "y0", "m", "page", "a", "run")
+        }
         assert "page-title" in text_of(module.layout(**bad)), name
 
 
@@ -51,13 +63,23 @@ def test_browse_filters_change_the_table(pages):
     years = [1980, 2004]
     body, count, n_pages, page, url = render("", [], [], [], [], [], years, 0, 50, None, 1)
     assert count.startswith("36 books") and n_pages == 2 and url == ""
-    body, count, n_pages, page, url = render("", ["Romance"], [], [], [], ["Adult"], years, 0, 50, None, 1)
-    assert count.startswith("6 books") and "Romance Book 00" in text_of(body) and "Mystery Book" not in text_of(body)
+    body, count, n_pages, page, url = render(
+        "", ["Romance"], [], [], [], ["Adult"], years, 0, 50, None, 1
+    )
+    assert (
+        count.startswith("6 books")
+        and "Romance Book 00" in text_of(body)
+        and "Mystery Book" not in text_of(body)
+    )
     assert url == "?genre=Romance&audience=Adult"
-    body, count, *_ = render("", [], [], [], [], [], [1995, 2004], 5, 10, {"sort": "title", "desc": False}, 1)
+    body, count, *_ = render(
+        "", [], [], [], [], [], [1995, 2004], 5, 10, {"sort": "title", "desc": False}, 1
+    )
     assert "y0=1995" in _[-1] and "min=5" in _[-1] and "sort=title" in _[-1] and "m=10" in _[-1]
     for bad in BAD_TEXT:
-        body, count, *_ = render(bad, [], [], [], [], [], years, "x'--", "nan", {"sort": "'; DROP", "desc": 1}, "z")
+        body, count, *_ = render(
+            bad, [], [], [], [], [], years, "x'--", "nan", {"sort": "'; DROP", "desc": 1}, "z"
+        )
         assert " book" in count, bad
         if bad not in ODD_TITLE:
             assert "No books match" in text_of(body) or bad.strip() == ""
@@ -73,9 +95,23 @@ def test_browse_sort_header_toggles(pages):
 
 def test_browse_query_string_round_trip(pages):
     module = pages["browse"]
-    q = module.query_from({"q": "x", "genre": ["A", "B"], "years": [1990, 2000], "min": "3", "m": "20",
-                           "sort": "year", "desc": False, "page": "2"}, (1980, 2004))
-    assert module.search_of(q) == "?q=x&genre=A&genre=B&y0=1990&y1=2000&min=3&m=20&sort=year&desc=0&page=2"
+    q = module.query_from(
+        {
+            "q": "x",
+            "genre": ["A", "B"],
+            "years": [1990, 2000],
+            "min": "3",
+            "m": "20",
+            "sort": "year",
+            "desc": False,
+            "page": "2",
+        },
+        (1980, 2004),
+    )
+    assert (
+        module.search_of(q)
+        == "?q=x&genre=A&genre=B&y0=1990&y1=2000&min=3&m=20&sort=year&desc=0&page=2"
+    )
     assert module.query_from({"years": [1980, 2004]}, (1980, 2004)).year_min is None
 
 
@@ -104,7 +140,10 @@ def test_reader_type_ahead_options(pages):
     options = pages["reader"].reader_options
     opts, hint = options("1", None)
     assert [o["value"] for o in opts][:3] == ["1", "10", "11"] and hint == ""
-    assert options("'; DROP", "3") == ([{"label": "3", "value": "3"}], params.reader_id("'; DROP")[1])
+    assert options("'; DROP", "3") == (
+        [{"label": "3", "value": "3"}],
+        params.reader_id("'; DROP")[1],
+    )
     opts, hint = options("987654", "1")
     assert [o["value"] for o in opts] == ["987654", "1"] and "No reader 987654" in hint
     assert options("", "12") == ([{"label": "12", "value": "12"}], "")
@@ -112,8 +151,13 @@ def test_reader_type_ahead_options(pages):
 
 def test_similar_shows_neighbours_and_shared_facets(pages):
     info, collab, content, url = pages["similar"].render(isbn_of(2, 1), "lightgcn")
-    assert "Science Fiction Book 01" in text_of(info) and "shares Science Fiction" in text_of(collab)
-    assert "Science Fiction Book" in text_of(content) and url == f"?isbn={isbn_of(2, 1)}&model=lightgcn"
+    assert "Science Fiction Book 01" in text_of(info) and "shares Science Fiction" in text_of(
+        collab
+    )
+    assert (
+        "Science Fiction Book" in text_of(content)
+        and url == f"?isbn={isbn_of(2, 1)}&model=lightgcn"
+    )
     for bad in BAD_TEXT + ["0000000NOPE"]:
         info, collab, content, _ = pages["similar"].render(bad, "lightgcn")
         assert ("No book with ISBN" in text_of(info)) or bad.strip() == "", bad
@@ -123,18 +167,37 @@ def test_similar_type_ahead_options(pages):
     options = pages["similar"].book_options
     assert options("science fiction book 0", None)[0][0]["value"] == isbn_of(2, 0)
     assert options(isbn_of(1, 2), None)[0][0]["label"].endswith(isbn_of(1, 2))
-    assert options("zzzz-nothing", None) == ([], "No book matches “zzzz-nothing”: try part of a title or an author's name.")
+    assert options("zzzz-nothing", None) == (
+        [],
+        "No book matches “zzzz-nothing”: try part of a title or an author's name.",
+    )
     assert options("'; DROP TABLE", None)[0][0]["label"].startswith(ODD_TITLE)
-    assert options("x", None)[1].startswith("Type at least two letters") and options("x", None)[0] is dash.no_update
+    assert (
+        options("x", None)[1].startswith("Type at least two letters")
+        and options("x", None)[0] is dash.no_update
+    )
 
 
 def test_metadata_and_models_callbacks(pages):
-    heat, surface, sizes, labels, url = pages["metadata"].render("genre", "tone", "genre", "audience", "tone", "genre")
-    assert heat.data[0].type == "heatmap" and surface.data[0].type == "surface" and len(labels) == 6 and url == ""
+    heat, surface, sizes, labels, url = pages["metadata"].render(
+        "genre", "tone", "genre", "audience", "tone", "genre"
+    )
+    assert (
+        heat.data[0].type == "heatmap"
+        and surface.data[0].type == "surface"
+        and len(labels) == 6
+        and url == ""
+    )
     *_, url = pages["metadata"].render("tone", "'; DROP", None, None, None, "audience")
     assert url == "?a=tone&f=audience"
-    curves, compare, url = pages["models"].render(["lightgcn-fixture", "nope"], "lightgcn-fixture", "lightgcn-old")
-    assert len(curves.data) >= 2 and "params.lr" in text_of(compare) and url.startswith("?run=lightgcn-fixture&a=")
+    curves, compare, url = pages["models"].render(
+        ["lightgcn-fixture", "nope"], "lightgcn-fixture", "lightgcn-old"
+    )
+    assert (
+        len(curves.data) >= 2
+        and "params.lr" in text_of(compare)
+        and url.startswith("?run=lightgcn-fixture&a=")
+    )
     text = text_of(pages["models"].layout())
     assert "Recall@20" in text and "HR@10 (sampled)" in text
 
@@ -161,9 +224,18 @@ def test_pages_say_what_to_run_when_stages_are_missing(tmp_path):
 def test_params_parsing():
     assert params.reader_id(" 42 ") == (42, None)
     assert params.reader_id("") == (None, None)
-    assert params.reader_id("4" * 11)[1] and params.reader_id("-1")[1] and params.reader_id("1.5")[1]
-    assert params.to_int("12abc", 3) == 3 and params.to_int("7", lo=0, hi=5) is None and params.to_int("2.0") == 2
-    assert params.to_float("nan", 50.0, lo=0, hi=10) == 50.0 and params.to_float("1e9", 1.0, lo=0, hi=10) == 10
+    assert (
+        params.reader_id("4" * 11)[1] and params.reader_id("-1")[1] and params.reader_id("1.5")[1]
+    )
+    assert (
+        params.to_int("12abc", 3) == 3
+        and params.to_int("7", lo=0, hi=5) is None
+        and params.to_int("2.0") == 2
+    )
+    assert (
+        params.to_float("nan", 50.0, lo=0, hi=10) == 50.0
+        and params.to_float("1e9", 1.0, lo=0, hi=10) == 10
+    )
     assert params.many(["a", " ", None, "b"]) == ["a", "b"] and params.many("x") == ["x"]
     assert params.search({"a": [1, 2], "b": None, "c": "x y&z"}) == "?a=1&a=2&c=x+y%26z"
 

@@ -67,16 +67,30 @@ def test_missing_stages_raise_stage_not_ready(tmp_path):
 
 def test_browse_matches_popular_books_and_facet_search(app_store):
     page, total = app_store.browse(BrowseQuery(page_size=36, m=50))
-    expected = macro(app_store, "SELECT isbn, score FROM popular_books_m(m := 50) ORDER BY rank", {})
+    expected = macro(
+        app_store, "SELECT isbn, score FROM popular_books_m(m := 50) ORDER BY rank", {}
+    )
     assert total == 36
     assert page["isbn"].to_list() == expected["isbn"].to_list()
     assert page["score"].to_list() == pytest.approx(expected["score"].to_list())
-    filters = [{"field": "genre", "label": "Romance"}, {"field": "genre", "label": "Mystery"},
-               {"field": "audience", "label": "Adult"}]
-    page, total = app_store.browse(BrowseQuery(facets={"genre": ("Romance", "Mystery"), "audience": ("Adult",)},
-                                               min_ratings=1, year_min=1981, page_size=50, m=10))
-    sql = ("SELECT isbn FROM facet_search(filters := $f, year_min := 1981, min_ratings := 1, k := 50, m := 10) "
-           "ORDER BY rank")
+    filters = [
+        {"field": "genre", "label": "Romance"},
+        {"field": "genre", "label": "Mystery"},
+        {"field": "audience", "label": "Adult"},
+    ]
+    page, total = app_store.browse(
+        BrowseQuery(
+            facets={"genre": ("Romance", "Mystery"), "audience": ("Adult",)},
+            min_ratings=1,
+            year_min=1981,
+            page_size=50,
+            m=10,
+        )
+    )
+    sql = (
+        "SELECT isbn FROM facet_search(filters := $f, year_min := 1981, min_ratings := 1, k := 50, m := 10) "
+        "ORDER BY rank"
+    )
     assert page["isbn"].to_list() == macro(app_store, sql, {"f": filters})["isbn"].to_list()
     assert total == page.height > 0
 
@@ -124,7 +138,9 @@ def test_recommend_known_answer_reason_and_macro_agreement(app_store):
 
 def test_recommend_topn_model_and_default(app_store):
     recs = app_store.recommend("ncf", 12, 4)
-    expected = macro(app_store, "SELECT isbn FROM recommend_model('ncf', 12, k := 4) ORDER BY rank", {})
+    expected = macro(
+        app_store, "SELECT isbn FROM recommend_model('ncf', 12, k := 4) ORDER BY rank", {}
+    )
     assert recs["isbn"].to_list() == expected["isbn"].to_list()
     assert recs["because_isbn"].null_count() == 0  # reasons come from the LightGCN embeddings
     assert app_store.recommend(None, 12, 3)["model"].unique().to_list() == ["lightgcn"]
@@ -135,8 +151,11 @@ def test_recommend_topn_model_and_default(app_store):
 @pytest.mark.parametrize("user", [USER_WITHOUT_RATINGS, UNKNOWN_USER_IN_RATINGS, 123456789])
 def test_unknown_readers_get_the_popularity_fallback(app_store, user):
     recs = app_store.recommend("lightgcn", user, 5)
-    expected = macro(app_store, "SELECT isbn, source FROM recommend_model('lightgcn', $u, k := 5) ORDER BY rank",
-                     {"u": user})
+    expected = macro(
+        app_store,
+        "SELECT isbn, source FROM recommend_model('lightgcn', $u, k := 5) ORDER BY rank",
+        {"u": user},
+    )
     assert recs["source"].unique().to_list() == ["popularity_fallback"]
     assert recs["isbn"].to_list() == expected["isbn"].to_list()
     assert expected["source"].unique().to_list() == ["popularity_fallback"]
@@ -151,13 +170,22 @@ def test_popular_within_facets_excludes_read_books(app_store):
 def test_similar_books_agree_with_macros(app_store):
     book = isbn_of(1, 3)
     collab = app_store.similar_collab(book, "lightgcn", 5)
-    expected = macro(app_store, "SELECT isbn, score FROM similar_books_model('lightgcn', $i, k := 5) ORDER BY rank",
-                     {"i": book})
+    expected = macro(
+        app_store,
+        "SELECT isbn, score FROM similar_books_model('lightgcn', $i, k := 5) ORDER BY rank",
+        {"i": book},
+    )
     assert collab["isbn"].to_list() == expected["isbn"].to_list()
     assert collab["score"].to_list() == pytest.approx(expected["score"].to_list(), rel=1e-5)
-    assert {genre_of_isbn(i) for i in collab["isbn"]} == {"Romance"} and book not in collab["isbn"].to_list()
+    assert {genre_of_isbn(i) for i in collab["isbn"]} == {"Romance"} and book not in collab[
+        "isbn"
+    ].to_list()
     content = app_store.similar_content(book, 5)
-    expected = macro(app_store, "SELECT isbn FROM similar_books_by_content($i, k := 5) ORDER BY rank", {"i": book})
+    expected = macro(
+        app_store,
+        "SELECT isbn FROM similar_books_by_content($i, k := 5) ORDER BY rank",
+        {"i": book},
+    )
     assert content["isbn"].to_list() == expected["isbn"].to_list()
     assert {genre_of_isbn(i) for i in content["isbn"]} == {"Romance"}
     assert app_store.similar_collab("NOT-AN-ISBN").is_empty()
@@ -180,7 +208,9 @@ def test_lookups_and_type_ahead(app_store):
     assert app_store.user(USER_WITHOUT_RATINGS)["n_ratings"] == 0
     assert app_store.user(424242) is None and app_store.user(2**40) is None
     hist = app_store.user_history(1)
-    assert hist.height == 8 and hist["rating"].to_list() == sorted(hist["rating"].to_list(), reverse=True)
+    assert hist.height == 8 and hist["rating"].to_list() == sorted(
+        hist["rating"].to_list(), reverse=True
+    )
     assert hist.filter(pl.col("isbn") == "0000000NOPE")["title"].to_list() == [None]
 
 
@@ -193,7 +223,10 @@ def test_overview_metadata_and_runs(app_store):
     assert app_store.overview("rejected_by_reason")["n"].to_list() == [2, 1]
     pairs = app_store.cooccurrence("genre", "tone")
     assert set(zip(pairs["label_a"], pairs["label_b"], strict=True)) == {
-        ("Mystery", "Dark"), ("Romance", "Romantic"), ("Science Fiction", "Suspenseful")}
+        ("Mystery", "Dark"),
+        ("Romance", "Romantic"),
+        ("Science Fiction", "Suspenseful"),
+    }
     assert app_store.facet_triples()["n_books"].sum() == 36
     assert app_store.facet_labels("genre").height == 6
     runs = app_store.runs()

@@ -26,8 +26,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 PAGES = {  # name: (path, text that proves the page's data arrived)
     "overview": ("/", "Long tail per book"),
     "browse": ("/browse", "books · page 1"),
@@ -38,7 +45,10 @@ PAGES = {  # name: (path, text that proves the page's data arrived)
 }
 
 if not CHROMIUM.exists():
-    pytest.skip("headless Chromium not installed (apt-get install chromium chromium-driver)", allow_module_level=True)
+    pytest.skip(
+        "headless Chromium not installed (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright-python is not installed")
 
 
@@ -53,8 +63,11 @@ def server(app_db) -> Iterator[str]:
     """`bookrec serve` on a free port; yields its base URL."""
     port = _free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server, closed below
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "serve", "--db", str(app_db), "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", "serve", "--db", str(app_db), "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(120):
@@ -81,8 +94,13 @@ def server(app_db) -> Iterator[str]:
 def browser():
     profile = tempfile.mkdtemp(prefix="bookrec-chromium-")
     with sync_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(profile, executable_path=str(CHROMIUM), args=FLAGS,
-                                                       headless=True, viewport={"width": 1400, "height": 1000})
+        context = p.chromium.launch_persistent_context(
+            profile,
+            executable_path=str(CHROMIUM),
+            args=FLAGS,
+            headless=True,
+            viewport={"width": 1400, "height": 1000},
+        )
         yield context
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
@@ -131,7 +149,9 @@ class Page:
 
     def count_is(self, n: int) -> None:
         """Wait until the browse table says it holds n books."""
-        sync_api.expect(self.tab.locator("#browse-count")).to_have_text(re.compile(rf"^{n} books? ·"), timeout=20_000)
+        sync_api.expect(self.tab.locator("#browse-count")).to_have_text(
+            re.compile(rf"^{n} books? ·"), timeout=20_000
+        )
 
     def close(self) -> None:
         self.tab.close()
@@ -156,9 +176,13 @@ def test_page_loads_without_console_errors(page, name):
     assert page.errors == []
     assert elapsed < 15, f"{name} took {elapsed:.1f} s"
     # every cover is either a real image or the placeholder, never a broken-image icon
-    srcs = page.tab.eval_on_selector_all("img.cover-img", "els => els.map(e => e.getAttribute('src'))")
+    srcs = page.tab.eval_on_selector_all(
+        "img.cover-img", "els => els.map(e => e.getAttribute('src'))"
+    )
     assert all(s == "/assets/cover-placeholder.svg" or s.startswith("http") for s in srcs)
-    assert DEAD_COVER not in srcs or name == "overview", "a dead cover was not replaced by the placeholder"
+    assert DEAD_COVER not in srcs or name == "overview", (
+        "a dead cover was not replaced by the placeholder"
+    )
 
 
 def test_browse_filter_changes_the_table(page):
@@ -212,7 +236,10 @@ def test_bad_input_gets_a_friendly_message(page):
     page.open("/similar", "Search for a book")
     page.search("similar-book", "zz%_qq")
     page.wait_text("No book matches")
-    page.open("/browse?q=" + quote("<img src=x onerror=alert(1)>") + "&y0=abc&min=-4&m=nan&page=x", "No books match")
+    page.open(
+        "/browse?q=" + quote("<img src=x onerror=alert(1)>") + "&y0=abc&min=-4&m=nan&page=x",
+        "No books match",
+    )
     page.open("/browse", "books · page 1")
     box = page.tab.locator("#browse-text")
     box.fill(sql)

@@ -29,7 +29,9 @@ def test_settings_precedence(tmp_path: Path) -> None:
     toml = tmp_path / "bookrec.toml"
     toml.write_text('[demo]\nsize = 5\nname = "toml"\ntags = ["p", "q"]\n')
     env = {"BOOKREC_DEMO_NAME": "env", "BOOKREC_DEMO_FLAG": "yes"}
-    s = config.load_settings(DemoSettings, "demo", {"rate": "0.25", "size": None}, config_file=toml, environ=env)
+    s = config.load_settings(
+        DemoSettings, "demo", {"rate": "0.25", "size": None}, config_file=toml, environ=env
+    )
     assert s == DemoSettings(size=5, rate=0.25, name="env", flag=True, tags=("p", "q"))
     s = config.load_settings(DemoSettings, "demo", {"name": "flag"}, config_file=toml, environ=env)
     assert s.name == "flag"
@@ -44,13 +46,17 @@ def test_settings_reject_bad_values(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown setting"):
         config.load_settings(DemoSettings, "demo", config_file=toml, environ={})
     with pytest.raises(ConfigError):
-        config.load_settings(DemoSettings, "demo", {"flag": "maybe"}, config_file=tmp_path / "none.toml", environ={})
+        config.load_settings(
+            DemoSettings, "demo", {"flag": "maybe"}, config_file=tmp_path / "none.toml", environ={}
+        )
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "x.duckdb"
     con = db.connect(path)
-    versions = [r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
+    versions = [
+        r[0] for r in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()
+    ]
     files = sorted(p.name for p in (db.sql_dir() / "schema").glob("[0-9][0-9][0-9]_*.sql"))
     assert len(versions) == len(files) and versions == sorted(versions)
     con.close()
@@ -111,10 +117,19 @@ def test_pipeline_skips_unchanged_stage(tmp_path: Path) -> None:
 def test_popular_books_view_and_macro_share_formula(tmp_path: Path) -> None:
     con = db.connect(tmp_path / "x.duckdb")
     with db.transaction(con):
-        db.replace_table(con, "books", pl.DataFrame({"isbn": ["A", "B", "C"], "title": ["a", "b", "c"]}))
         db.replace_table(
-            con, "ratings",
-            pl.DataFrame({"user_id": [1, 2, 3, 1, 2], "isbn": ["A", "A", "A", "B", "C"], "rating": [10, 8, 0, 2, 0]}),
+            con, "books", pl.DataFrame({"isbn": ["A", "B", "C"], "title": ["a", "b", "c"]})
+        )
+        db.replace_table(
+            con,
+            "ratings",
+            pl.DataFrame(
+                {
+                    "user_id": [1, 2, 3, 1, 2],
+                    "isbn": ["A", "A", "A", "B", "C"],
+                    "rating": [10, 8, 0, 2, 0],
+                }
+            ),
         )
     c = (10 + 8 + 2) / 3
     view = db.fetch(con, "SELECT isbn, score, n_implicit FROM popular_books ORDER BY isbn")
@@ -126,7 +141,9 @@ def test_popular_books_view_and_macro_share_formula(tmp_path: Path) -> None:
 
 
 def _bookrec(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True
+    )
 
 
 def test_cli_user_error_is_one_line_without_traceback(tmp_path: Path) -> None:

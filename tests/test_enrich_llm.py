@@ -25,17 +25,32 @@ def make_db(path: Path, n: int, titles: list[str] | None = None) -> duckdb.DuckD
     """A bookrec DB holding `n` books with genre-laden, unique titles."""
     con = db.connect(path)
     titles = titles or [f"The {GENRE_WORDS[i % len(GENRE_WORDS)]} of Book {i}" for i in range(n)]
-    frame = pl.DataFrame({
-        "isbn": [f"{i:09d}X" for i in range(n)], "title": titles[:n], "author": [f"Author {i}" for i in range(n)],
-        "year": [1990 + i % 20 for i in range(n)], "publisher": ["Pub"] * n,
-    }, schema_overrides={"year": pl.Int16})
+    frame = pl.DataFrame(
+        {
+            "isbn": [f"{i:09d}X" for i in range(n)],
+            "title": titles[:n],
+            "author": [f"Author {i}" for i in range(n)],
+            "year": [1990 + i % 20 for i in range(n)],
+            "publisher": ["Pub"] * n,
+        },
+        schema_overrides={"year": pl.Int16},
+    )
     db.append_table(con, "books", frame)
     return con
 
 
 def llm_settings(server: FakeOpenAI, **kw: object) -> EnrichSettings:
-    base = {"provider": "openai", "base_url": server.base_url, "api_key": KEY, "request_timeout": 1.0,
-            "backoff_base": 0.05, "backoff_max": 0.3, "rpm": 60_000, "tpm": 100_000_000, "concurrency": 4}
+    base = {
+        "provider": "openai",
+        "base_url": server.base_url,
+        "api_key": KEY,
+        "request_timeout": 1.0,
+        "backoff_base": 0.05,
+        "backoff_max": 0.3,
+        "rpm": 60_000,
+        "tpm": 100_000_000,
+        "concurrency": 4,
+    }
     return EnrichSettings(**{**base, **kw})
 
 
@@ -60,11 +75,25 @@ def assert_each_book_once(con: duckdb.DuckDBPyConnection, n: int) -> None:
     assert bad.filter(pl.col("reason").str.len_chars() == 0).is_empty()
 
 
-def test_every_fault_ends_with_each_book_enriched_once_and_labels_matched_by_id(tmp_path: Path) -> None:
+def test_every_fault_ends_with_each_book_enriched_once_and_labels_matched_by_id(
+    tmp_path: Path,
+) -> None:
     n = 48
     con = make_db(tmp_path / "db.duckdb", n)
-    script = ["429ms", "500", "slow", "truncated", "nonjson", "drop_one", "wrong_ids", "reorder",
-              "missing_fields", "string_list", "no_usage", "length"]
+    script = [
+        "429ms",
+        "500",
+        "slow",
+        "truncated",
+        "nonjson",
+        "drop_one",
+        "wrong_ids",
+        "reorder",
+        "missing_fields",
+        "string_list",
+        "no_usage",
+        "length",
+    ]
     with FakeOpenAI(script=script, retry_after=0.2, slow_s=2.5) as server:
         result = run(con, llm_settings(server))
     assert_each_book_once(con, n)
@@ -73,9 +102,9 @@ def test_every_fault_ends_with_each_book_enriched_once_and_labels_matched_by_id(
     titles = dict(db.fetch(con, "SELECT isbn, title FROM books").iter_rows())
     for row in ok.iter_rows(named=True):
         want = expected(titles[row["isbn"]])
-        assert {f: row[f] for f in want} == want, row["isbn"]    # right book, normalised labels
-    assert result.stats.dropped_ids >= 2                          # wrong_ids: unknown ids dropped
-    assert result.stats.reasked >= 3                              # drop_one, wrong_ids, missing_fields
+        assert {f: row[f] for f in want} == want, row["isbn"]  # right book, normalised labels
+    assert result.stats.dropped_ids >= 2  # wrong_ids: unknown ids dropped
+    assert result.stats.reasked >= 3  # drop_one, wrong_ids, missing_fields
     assert result.stats.retries >= 5
     assert ok.filter(pl.col("empty_fields").is_not_null()).is_empty()
 
@@ -92,7 +121,7 @@ def test_failing_book_is_recorded_with_reason_after_bounded_attempts(tmp_path: P
     bad = failures(con)
     assert bad["isbn"].to_list() == ["000000005X"]
     assert "HTTP 500" in bad["reason"][0] and bad["attempts"][0] == 4
-    assert asked.count("000000005X") == 4                  # one retry layer: attempts don't multiply
+    assert asked.count("000000005X") == 4  # one retry layer: attempts don't multiply
     assert enriched(con).height == n - 1 and result.stats.failed == 1
     assert max(asked.count(i) for i in set(asked)) <= 4
 
@@ -104,7 +133,7 @@ def test_missing_fields_asked_again_once_then_stored_empty_with_reason(tmp_path:
         run(con, llm_settings(server, batch_size=3))
         asked = server.requested_isbns()
     row = enriched(con).filter(pl.col("isbn") == "000000000X").row(0, named=True)
-    assert asked.count("000000000X") == 2                  # asked again exactly once
+    assert asked.count("000000000X") == 2  # asked again exactly once
     assert sorted(row["empty_fields"]) == ["theme", "tone"] and "empty" in row["empty_reason"]
     assert row["genre"] == ["Mystery"] and row["theme"] == [] and row["tone"] == []
     assert enriched(con)["empty_fields"].null_count() == 2
@@ -124,7 +153,7 @@ def test_retry_after_is_respected(tmp_path: Path, fault: str, wait: float) -> No
 
 def test_server_side_rate_limit_is_learnt_from_headers(tmp_path: Path) -> None:
     con = make_db(tmp_path / "db.duckdb", 8 * 12)
-    with FakeOpenAI(rpm=300) as server:   # 5/s, 5-request burst; the client thinks it may do 60,000
+    with FakeOpenAI(rpm=300) as server:  # 5/s, 5-request burst; the client thinks it may do 60,000
         result = run(con, llm_settings(server, concurrency=8))
         t0 = server.log[0].t
         late = [r.status for r in server.log if r.t - t0 > 0.5]
@@ -161,11 +190,11 @@ def test_rerun_skips_cached_books_and_only_missing(tmp_path: Path) -> None:
         assert len(server.requested_isbns()) == 20 and len(set(server.requested_isbns())) == 20
         before = len(server.log)
         third = run(con, llm_settings(server))
-        assert third.pending == 0 and len(server.log) == before          # cached: no request at all
+        assert third.pending == 0 and len(server.log) == before  # cached: no request at all
         other = run(con, llm_settings(server, model="other-model", only_missing=True))
-        assert other.pending == 0 and len(server.log) == before          # any source counts
+        assert other.pending == 0 and len(server.log) == before  # any source counts
         redo = run(con, llm_settings(server, model="other-model", limit=4))
-        assert redo.pending == 4                                          # another model: asked again
+        assert redo.pending == 4  # another model: asked again
     assert enriched(con).filter(pl.col("source") == "openai:other-model").height == 4
 
 
@@ -191,7 +220,7 @@ def test_rerun_after_a_kill_between_batches_has_no_duplicates_and_pays_once(tmp_
         server.log.clear()
         run(con, llm_settings(server, concurrency=2))
         second = server.requested_isbns()
-    assert committed.isdisjoint(second)                             # never pays twice for a committed book
+    assert committed.isdisjoint(second)  # never pays twice for a committed book
     assert len(second) == n - len(committed) and len(server.log) == math.ceil(len(second) / 8)
     ok = enriched(con)
     assert ok.height == n and ok["isbn"].n_unique() == n
@@ -205,7 +234,7 @@ def test_adversarial_title_is_data_not_instructions(tmp_path: Path) -> None:
     con = make_db(tmp_path / "a.duckdb", 8, titles)
     with FakeOpenAI() as server:
         run(con, llm_settings(server))
-        assert server.log[0].titles[3] == ADVERSARIAL             # arrived intact, as a JSON string
+        assert server.log[0].titles[3] == ADVERSARIAL  # arrived intact, as a JSON string
     ok = enriched(con)
     assert ok.height == 8
     assert ok.filter(pl.col("isbn") == "000000003X")["genre"].to_list() == [["Fiction"]]
@@ -232,7 +261,9 @@ def test_usage_and_cost_are_recorded_and_summed(tmp_path: Path) -> None:
     expect = (req["prompt_tokens"] * 1.0 + req["completion_tokens"] * 2.0) / 1e6
     assert req["cost_usd"].to_list() == pytest.approx(expect.to_list())
     assert result.stats.cost_usd == pytest.approx(req["cost_usd"].sum())
-    assert req["tokens_estimated"].sum() == 1 and req.filter(pl.col("status") == "failed").height == 1
+    assert (
+        req["tokens_estimated"].sum() == 1 and req.filter(pl.col("status") == "failed").height == 1
+    )
 
 
 def test_dry_run_estimates_and_sends_nothing(tmp_path: Path) -> None:
@@ -246,14 +277,15 @@ def test_dry_run_estimates_and_sends_nothing(tmp_path: Path) -> None:
     assert enriched(con).is_empty()
 
 
-def test_key_never_appears_in_logs_output_or_db(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_key_never_appears_in_logs_output_or_db(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     caplog.set_level(logging.DEBUG)
     path = tmp_path / "db.duckdb"
     con = make_db(path, 24)
     with FakeOpenAI(script=["500", "429ms", "nonjson"], retry_after=0.1) as server:
         run(con, llm_settings(server))
-        assert server.log[0].auth == f"Bearer {KEY}"            # the key did reach the server
+        assert server.log[0].auth == f"Bearer {KEY}"  # the key did reach the server
     with FakeOpenAI(script=["401"]) as server, pytest.raises(ProviderError) as err:
         run(con, llm_settings(server, model="m2"))
     assert KEY not in str(err.value)

@@ -10,8 +10,20 @@ import pytest
 
 from engine import db, facets
 
-PLANTED = ("Mystery", "Romance", "Science Fiction", "Fantasy", "Horror", "Biography", "History", "Cooking",
-           "Self-Help", "Children's", "Thriller", "Poetry")
+PLANTED = (
+    "Mystery",
+    "Romance",
+    "Science Fiction",
+    "Fantasy",
+    "Horror",
+    "Biography",
+    "History",
+    "Cooking",
+    "Self-Help",
+    "Children's",
+    "Thriller",
+    "Poetry",
+)
 # What an LLM writes instead of the canonical name now and then.
 NOISE = {
     "Mystery": ["mystery", "Mystery novel", "mysteries", "Mystery fiction"],
@@ -27,8 +39,14 @@ NOISE = {
     "Thriller": ["thriller", "Thrillers", "suspense thriller"],
     "Poetry": ["poetry", "Poems", "poetry collection"],
 }
-TONES = {"Horror": "Dark", "Thriller": "Suspenseful", "Mystery": "Suspenseful", "Romance": "Warm",
-         "Children's": "Playful", "Poetry": "Lyrical"}
+TONES = {
+    "Horror": "Dark",
+    "Thriller": "Suspenseful",
+    "Mystery": "Suspenseful",
+    "Romance": "Warm",
+    "Children's": "Playful",
+    "Poetry": "Lyrical",
+}
 
 
 def truth_books(seed: int = 0) -> pl.DataFrame:
@@ -50,10 +68,19 @@ def noisy_enrichment(truth: pl.DataFrame, seed: int = 0) -> pl.DataFrame:
     for isbn, genre in truth.iter_rows():
         raw = genre if rng.random() < 0.5 else str(rng.choice(NOISE[genre]))
         tone = TONES.get(genre, "Informative")
-        rows.append({"isbn": isbn, "summary": None, "genre": [raw], "category": ["Fiction"],
-                     "theme": [], "tone": [tone, tone.lower()] if rng.random() < 0.3 else [tone],
-                     "audience": ["Children" if genre == "Children's" else "Adults"],
-                     "source": "test", "prompt_version": "t1"})
+        rows.append(
+            {
+                "isbn": isbn,
+                "summary": None,
+                "genre": [raw],
+                "category": ["Fiction"],
+                "theme": [],
+                "tone": [tone, tone.lower()] if rng.random() < 0.3 else [tone],
+                "audience": ["Children" if genre == "Children's" else "Adults"],
+                "source": "test",
+                "prompt_version": "t1",
+            }
+        )
     return pl.DataFrame(rows, schema_overrides={"theme": pl.List(pl.Utf8)})
 
 
@@ -64,7 +91,9 @@ def test_planted_genres_come_back_as_distinct_named_facets(tmp_path: Path) -> No
     with db.transaction(con):
         db.replace_table(con, "book_enrichment", noisy_enrichment(truth))
     out = facets.run(con, facets.FacetSettings())  # k by silhouette, real MiniLM
-    got = db.fetch(con, "SELECT isbn, label FROM book_facets WHERE field = 'genre'").join(truth, on="isbn")
+    got = db.fetch(con, "SELECT isbn, label FROM book_facets WHERE field = 'genre'").join(
+        truth, on="isbn"
+    )
     purity = got.group_by("genre", "label").len().sort("len", descending=True)
     for genre in sorted(set(truth["genre"])):
         rows = purity.filter(pl.col("genre") == genre)
@@ -72,11 +101,19 @@ def test_planted_genres_come_back_as_distinct_named_facets(tmp_path: Path) -> No
         assert top["label"] == genre, (genre, rows.head(3).rows())
         assert top["len"] / rows["len"].sum() >= 0.9, (genre, rows.head(3).rows())
         # distinct: books of other planted genres rarely land in this facet
-        intruders = purity.filter((pl.col("label") == genre) & (pl.col("genre") != genre))["len"].sum()
+        intruders = purity.filter((pl.col("label") == genre) & (pl.col("genre") != genre))[
+            "len"
+        ].sum()
         assert intruders <= 0.1 * top["len"], (genre, intruders)
     assert out["k"]["genre"] == len(set(truth["genre"]))
     # tone: "Dark" and "dark" are one label; audience has two labels -> two facets
-    assert db.fetch(con, "SELECT count(*) AS n FROM facet_labels WHERE field = 'tone' AND label = 'Dark'")["n"][0] == 2
-    assert sorted(db.fetch(con, "SELECT DISTINCT label FROM book_facets WHERE field='audience'")["label"]) == [
-        "Adults", "Children"]
+    assert (
+        db.fetch(
+            con, "SELECT count(*) AS n FROM facet_labels WHERE field = 'tone' AND label = 'Dark'"
+        )["n"][0]
+        == 2
+    )
+    assert sorted(
+        db.fetch(con, "SELECT DISTINCT label FROM book_facets WHERE field='audience'")["label"]
+    ) == ["Adults", "Children"]
     con.close()

@@ -19,10 +19,23 @@ FIELDS = ("genre", "category", "theme", "tone", "audience")
 
 def enrichment(rows: list[dict]) -> pl.DataFrame:
     """book_enrichment rows: isbn plus any label fields (missing fields -> NULL)."""
-    full = [{"isbn": r["isbn"], "summary": r.get("summary"), **{f: r.get(f) for f in FIELDS},
-             "source": "test", "prompt_version": "t1"} for r in rows]
-    schema = {"isbn": pl.Utf8, "summary": pl.Utf8, **{f: pl.List(pl.Utf8) for f in FIELDS},
-              "source": pl.Utf8, "prompt_version": pl.Utf8}
+    full = [
+        {
+            "isbn": r["isbn"],
+            "summary": r.get("summary"),
+            **{f: r.get(f) for f in FIELDS},
+            "source": "test",
+            "prompt_version": "t1",
+        }
+        for r in rows
+    ]
+    schema = {
+        "isbn": pl.Utf8,
+        "summary": pl.Utf8,
+        **{f: pl.List(pl.Utf8) for f in FIELDS},
+        "source": pl.Utf8,
+        "prompt_version": pl.Utf8,
+    }
     return pl.DataFrame(full, schema=schema)
 
 
@@ -54,24 +67,34 @@ def grouped_vectors(texts: list[str]) -> np.ndarray:
 
 
 def test_clean_labels_trims_folds_and_drops_empties() -> None:
-    raw = pl.DataFrame({
-        "isbn": ["a", "a", "a", "b", "b"],
-        "field": ["genre"] * 5,
-        "raw_label": ["  Sci-Fi ", "Sci-Fi", "", None, "science   fiction"],
-    })
+    raw = pl.DataFrame(
+        {
+            "isbn": ["a", "a", "a", "b", "b"],
+            "field": ["genre"] * 5,
+            "raw_label": ["  Sci-Fi ", "Sci-Fi", "", None, "science   fiction"],
+        }
+    )
     out = normalise.clean_labels(raw).sort("isbn")
     assert out.select("isbn", "raw_label", "key").rows() == [
-        ("a", "Sci-Fi", "sci-fi"), ("b", "science fiction", "science fiction")]
+        ("a", "Sci-Fi", "sci-fi"),
+        ("b", "science fiction", "science fiction"),
+    ]
 
 
 def test_distinct_keys_counts_books_and_picks_most_used_surface_form() -> None:
-    labels = normalise.clean_labels(pl.DataFrame({
-        "isbn": ["a", "b", "c", "c", "d"],
-        "field": ["genre"] * 5,
-        "raw_label": ["mystery", "Mystery", "Mystery", "mystery", "Mystery"],
-    }))
+    labels = normalise.clean_labels(
+        pl.DataFrame(
+            {
+                "isbn": ["a", "b", "c", "c", "d"],
+                "field": ["genre"] * 5,
+                "raw_label": ["mystery", "Mystery", "Mystery", "mystery", "Mystery"],
+            }
+        )
+    )
     keys = normalise.distinct_keys(labels)
-    assert keys.rows(named=True) == [{"field": "genre", "key": "mystery", "n_books": 4, "display": "Mystery"}]
+    assert keys.rows(named=True) == [
+        {"field": "genre", "key": "mystery", "n_books": 4, "display": "Mystery"}
+    ]
 
 
 def test_choose_clusters_finds_planted_groups_by_silhouette() -> None:
@@ -86,10 +109,17 @@ def test_choose_clusters_finds_planted_groups_by_silhouette() -> None:
     assert all(len(s) == 1 for s in groups.values()) and len(set.union(*groups.values())) == 4
 
 
-@pytest.mark.parametrize(("n", "k_fixed", "k", "source"), [
-    (0, None, 0, "empty"), (1, None, 1, "single"), (1, 5, 1, "single"), (2, None, 2, "capped"),
-    (3, 20, 3, "capped"), (5, 3, 3, "fixed"),
-])
+@pytest.mark.parametrize(
+    ("n", "k_fixed", "k", "source"),
+    [
+        (0, None, 0, "empty"),
+        (1, None, 1, "single"),
+        (1, 5, 1, "single"),
+        (2, None, 2, "capped"),
+        (3, 20, 3, "capped"),
+        (5, 3, 3, "fixed"),
+    ],
+)
 def test_choose_clusters_edge_cases(n: int, k_fixed: int | None, k: int, source: str) -> None:
     x = grouped_vectors([f"w{i}" for i in range(n)]) if n else np.zeros((0, 16), np.float32)
     choice = normalise.choose_clusters(x, np.ones(n), k_fixed=k_fixed)
@@ -104,12 +134,21 @@ def test_candidate_ks_bounded_by_labels_and_thinned() -> None:
 
 
 def test_cluster_named_by_most_frequent_label_and_ids_by_size() -> None:
-    keys = pl.DataFrame({"key": ["sci-fi", "science fiction", "sf", "romance"],
-                         "n_books": [5, 9, 1, 3], "display": ["Sci-Fi", "Science Fiction", "SF", "Romance"]})
+    keys = pl.DataFrame(
+        {
+            "key": ["sci-fi", "science fiction", "sf", "romance"],
+            "n_books": [5, 9, 1, 3],
+            "display": ["Sci-Fi", "Science Fiction", "SF", "Romance"],
+        }
+    )
     named = normalise.name_clusters(keys, np.array([1, 1, 1, 0]))
     got = {r["key"]: (r["cluster_id"], r["label"]) for r in named.iter_rows(named=True)}
-    assert got == {"sci-fi": (0, "Science Fiction"), "science fiction": (0, "Science Fiction"),
-                   "sf": (0, "Science Fiction"), "romance": (1, "Romance")}
+    assert got == {
+        "sci-fi": (0, "Science Fiction"),
+        "science fiction": (0, "Science Fiction"),
+        "sf": (0, "Science Fiction"),
+        "romance": (1, "Romance"),
+    }
 
 
 def test_stage_writes_tables_and_one_fit_gives_ids_and_names(con) -> None:
@@ -118,10 +157,17 @@ def test_stage_writes_tables_and_one_fit_gives_ids_and_names(con) -> None:
         g = ["red", "green", "blue"][i % 3]
         # "g top" is the most used label of each group; "G Top" folds into it but is rarer as written
         top = [f"{g} top"] if i % 4 == 2 else [f"{g} top", f"{g.upper()} Top"] if i % 4 == 0 else []
-        rows.append({"isbn": f"b{i:03}", "genre": [f"{g} {i % 4}", *top],
-                     "tone": ["calm"] if i % 2 else None})
+        rows.append(
+            {
+                "isbn": f"b{i:03}",
+                "genre": [f"{g} {i % 4}", *top],
+                "tone": ["calm"] if i % 2 else None,
+            }
+        )
     fill(con, rows)
-    out = facets.run(con, facets.FacetSettings(k_max=6, label_template="{}"), encoder=grouped_vectors)
+    out = facets.run(
+        con, facets.FacetSettings(k_max=6, label_template="{}"), encoder=grouped_vectors
+    )
     assert out["status"] == "done" and out["k"]["genre"] == 3
     labels = db.fetch(con, "SELECT * FROM facet_labels WHERE field = 'genre'")
     # each cluster has exactly one name and each name one cluster (same fit)
@@ -134,17 +180,29 @@ def test_stage_writes_tables_and_one_fit_gives_ids_and_names(con) -> None:
     tone = db.fetch(con, "SELECT * FROM book_facets WHERE field = 'tone'")
     assert tone.height == 30 and tone["label"].unique().to_list() == ["calm"]
     runs = db.fetch(con, "SELECT field, k, k_source, n_keys FROM facet_runs ORDER BY field")
-    assert runs.rows() == [("audience", 0, "empty", 0), ("category", 0, "empty", 0), ("genre", 3, "silhouette", 15),
-                           ("theme", 0, "empty", 0), ("tone", 1, "single", 1)]
+    assert runs.rows() == [
+        ("audience", 0, "empty", 0),
+        ("category", 0, "empty", 0),
+        ("genre", 3, "silhouette", 15),
+        ("theme", 0, "empty", 0),
+        ("tone", 1, "single", 1),
+    ]
     assert pipeline.last_run(con, "facets").summary["k"]["genre"] == 3
 
 
 def test_fixed_k_larger_than_labels_is_capped(con, fake_encoder) -> None:
-    fill(con, [{"isbn": f"b{i}", "genre": [["Mystery", "Romance", "Poetry"][i % 3]]} for i in range(9)])
+    fill(
+        con,
+        [{"isbn": f"b{i}", "genre": [["Mystery", "Romance", "Poetry"][i % 3]]} for i in range(9)],
+    )
     facets.run(con, facets.FacetSettings(k_genre=20), encoder=fake_encoder)
     run = db.fetch(con, "SELECT k, k_source FROM facet_runs WHERE field = 'genre'").row(0)
     assert run == (3, "capped")
-    assert sorted(db.fetch(con, "SELECT DISTINCT label FROM book_facets")["label"]) == ["Mystery", "Poetry", "Romance"]
+    assert sorted(db.fetch(con, "SELECT DISTINCT label FROM book_facets")["label"]) == [
+        "Mystery",
+        "Poetry",
+        "Romance",
+    ]
 
 
 def test_prototype_k_and_fixed_override() -> None:
@@ -164,16 +222,26 @@ def test_empty_enrichment_is_a_clear_error_and_changes_nothing(con, fake_encoder
 
 
 def test_rerun_is_skipped_until_labels_change_and_reruns_are_identical(con, fake_encoder) -> None:
-    fill(con, [{"isbn": f"b{i}", "genre": [f"g{i % 5}"], "theme": [f"t{i % 7}"]} for i in range(40)])
+    fill(
+        con, [{"isbn": f"b{i}", "genre": [f"g{i % 5}"], "theme": [f"t{i % 7}"]} for i in range(40)]
+    )
     settings = facets.FacetSettings()
     first = facets.run(con, settings, encoder=fake_encoder)
     before = db.fetch(con, "SELECT * FROM facet_labels ORDER BY ALL")
     assert facets.run(con, settings, encoder=fake_encoder)["status"] == "up to date"
-    assert facets.run(con, settings, encoder=fake_encoder, force=True)["fingerprint"] == first["fingerprint"]
+    assert (
+        facets.run(con, settings, encoder=fake_encoder, force=True)["fingerprint"]
+        == first["fingerprint"]
+    )
     assert db.fetch(con, "SELECT * FROM facet_labels ORDER BY ALL").equals(before)
     fill(con, [{"isbn": f"b{i}", "genre": [f"g{i % 3}"]} for i in range(40)])
     assert facets.run(con, settings, encoder=fake_encoder)["status"] == "done"
-    assert db.fetch(con, "SELECT count(DISTINCT raw_label) AS n FROM facet_labels WHERE field='genre'")["n"][0] == 3
+    assert (
+        db.fetch(
+            con, "SELECT count(DISTINCT raw_label) AS n FROM facet_labels WHERE field='genre'"
+        )["n"][0]
+        == 3
+    )
 
 
 def test_failure_mid_stage_keeps_last_good_state(con, fake_encoder) -> None:
@@ -201,26 +269,48 @@ def test_labels_without_structure_stay_distinct_unless_too_many() -> None:
     assert forced.source == "silhouette" and forced.k <= 3
 
 
-label_lists = st.lists(st.sampled_from(["Sci-Fi", "sci-fi", " Romance ", "", "Horror", "HORROR", "Poetry"]),
-                       max_size=4)
+label_lists = st.lists(
+    st.sampled_from(["Sci-Fi", "sci-fi", " Romance ", "", "Horror", "HORROR", "Poetry"]), max_size=4
+)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(label_lists, label_lists), min_size=1, max_size=12))
 def test_every_labelled_book_field_gets_facets_and_only_those(books) -> None:
     raw = pl.DataFrame(
-        [(f"b{i}", f, lab) for i, (g, t) in enumerate(books) for f, labs in (("genre", g), ("tone", t))
-         for lab in labs],
-        schema={"isbn": pl.Utf8, "field": pl.Utf8, "raw_label": pl.Utf8}, orient="row",
+        [
+            (f"b{i}", f, lab)
+            for i, (g, t) in enumerate(books)
+            for f, labs in (("genre", g), ("tone", t))
+            for lab in labs
+        ],
+        schema={"isbn": pl.Utf8, "field": pl.Utf8, "raw_label": pl.Utf8},
+        orient="row",
     )
     labels = normalise.clean_labels(raw)
-    fits = {f: normalise.normalise_field(labels, f, grouped_vectors, k_fixed=None, k_min=2, k_max=40,
-                                         max_tries=12, sample=3000, seed=0, n_init=1).mapping for f in ("genre", "tone")}
+    fits = {
+        f: normalise.normalise_field(
+            labels,
+            f,
+            grouped_vectors,
+            k_fixed=None,
+            k_min=2,
+            k_max=40,
+            max_tries=12,
+            sample=3000,
+            seed=0,
+            n_init=1,
+        ).mapping
+        for f in ("genre", "tone")
+    }
     out = normalise.book_facets(labels, fits)
     expected = {(r[0], r[1]) for r in labels.select("isbn", "field").rows()}
     assert {(r[0], r[1]) for r in out.select("isbn", "field").rows()} == expected
     assert out.height == out.unique().height
-    for f, m in fits.items():  # every raw label mapped exactly once, names are raw labels of the field
+    for (
+        f,
+        m,
+    ) in fits.items():  # every raw label mapped exactly once, names are raw labels of the field
         assert m.height == labels.filter(pl.col("field") == f)["raw_label"].n_unique()
         assert set(m["label"]) <= set(m["raw_label"])
 

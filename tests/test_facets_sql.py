@@ -13,21 +13,40 @@ from engine.errors import UnknownEntityError
 from engine.facets import coldstart, content
 
 BOOKS = [  # isbn, title, author, year
-    ("D1", "Dragon Fire", "Ann Ash", 1990), ("D2", "Dragon Song", "Ann Ash", 2001),
+    ("D1", "Dragon Fire", "Ann Ash", 1990),
+    ("D2", "Dragon Song", "Ann Ash", 2001),
     ("D3", "Dragon Dawn", "Bo Birch", 2004),  # new: nobody has rated it
-    ("M1", "Murder at Noon", "Cy Cole", 1985), ("M2", "Murder in Paris", "Cy Cole", 1999),
+    ("M1", "Murder at Noon", "Cy Cole", 1985),
+    ("M2", "Murder in Paris", "Cy Cole", 1999),
     ("M3", "Murder Again", "Di Dane", 2003),  # new
     ("R1", "Love in Rome", "Ed Eve", 1995),
 ]
 FACETS = [  # isbn, field, label
-    ("D1", "genre", "Fantasy"), ("D1", "tone", "Dark"), ("D2", "genre", "Fantasy"), ("D2", "tone", "Epic"),
-    ("D3", "genre", "Fantasy"), ("M1", "genre", "Mystery"), ("M1", "tone", "Dark"),
-    ("M2", "genre", "Mystery"), ("M2", "genre", "Thriller"), ("M2", "tone", "Dark"),
-    ("M3", "genre", "Mystery"), ("R1", "genre", "Romance"), ("R1", "tone", "Light"),
+    ("D1", "genre", "Fantasy"),
+    ("D1", "tone", "Dark"),
+    ("D2", "genre", "Fantasy"),
+    ("D2", "tone", "Epic"),
+    ("D3", "genre", "Fantasy"),
+    ("M1", "genre", "Mystery"),
+    ("M1", "tone", "Dark"),
+    ("M2", "genre", "Mystery"),
+    ("M2", "genre", "Thriller"),
+    ("M2", "tone", "Dark"),
+    ("M3", "genre", "Mystery"),
+    ("R1", "genre", "Romance"),
+    ("R1", "tone", "Light"),
 ]
 RATINGS = [  # user, isbn, rating
-    (1, "D1", 9), (1, "D2", 8), (2, "M1", 10), (2, "M2", 7), (2, "R1", 0), (3, "R1", 8), (3, "D1", 3),
-    (4, "M1", 6), (4, "D2", 9), (4, "R1", 5),
+    (1, "D1", 9),
+    (1, "D2", 8),
+    (2, "M1", 10),
+    (2, "M2", 7),
+    (2, "R1", 0),
+    (3, "R1", 8),
+    (3, "D1", 3),
+    (4, "M1", 6),
+    (4, "D2", 9),
+    (4, "R1", 5),
 ]
 TOPICS = ("dragon", "murder", "love")
 
@@ -47,12 +66,30 @@ def topic_vectors(texts: list[str]) -> np.ndarray:
 def con(tmp_path: Path):
     c = db.connect(tmp_path / "sql.duckdb")
     with db.transaction(c):
-        db.replace_table(c, "books", pl.DataFrame(BOOKS, schema=["isbn", "title", "author", "year"], orient="row"))
-        db.replace_table(c, "ratings", pl.DataFrame(RATINGS, schema=["user_id", "isbn", "rating"], orient="row"))
-        db.replace_table(c, "book_facets", pl.DataFrame(FACETS, schema=["isbn", "field", "label"], orient="row"))
-        db.replace_table(c, "facet_labels", pl.DataFrame(
-            [("genre", "fantasy", 0, "Fantasy"), ("genre", "Fantasy", 0, "Fantasy"), ("genre", "Mystery", 1, "Mystery")],
-            schema=["field", "raw_label", "cluster_id", "label"], orient="row"))
+        db.replace_table(
+            c,
+            "books",
+            pl.DataFrame(BOOKS, schema=["isbn", "title", "author", "year"], orient="row"),
+        )
+        db.replace_table(
+            c, "ratings", pl.DataFrame(RATINGS, schema=["user_id", "isbn", "rating"], orient="row")
+        )
+        db.replace_table(
+            c, "book_facets", pl.DataFrame(FACETS, schema=["isbn", "field", "label"], orient="row")
+        )
+        db.replace_table(
+            c,
+            "facet_labels",
+            pl.DataFrame(
+                [
+                    ("genre", "fantasy", 0, "Fantasy"),
+                    ("genre", "Fantasy", 0, "Fantasy"),
+                    ("genre", "Mystery", 1, "Mystery"),
+                ],
+                schema=["field", "raw_label", "cluster_id", "label"],
+                orient="row",
+            ),
+        )
     yield c
     c.close()
 
@@ -62,21 +99,36 @@ def rows(con, sql: str) -> list[tuple]:
 
 
 def test_facet_counts(con) -> None:
-    got = rows(con, "SELECT field, label, n_books, share, n_raw_labels, rank_in_field FROM facet_counts "
-                    "WHERE field = 'genre' ORDER BY rank_in_field")
-    assert got == [("genre", "Fantasy", 3, 3 / 7, 2, 1), ("genre", "Mystery", 3, 3 / 7, 1, 2),
-                   ("genre", "Romance", 1, 1 / 7, 0, 3), ("genre", "Thriller", 1, 1 / 7, 0, 4)]
+    got = rows(
+        con,
+        "SELECT field, label, n_books, share, n_raw_labels, rank_in_field FROM facet_counts "
+        "WHERE field = 'genre' ORDER BY rank_in_field",
+    )
+    assert got == [
+        ("genre", "Fantasy", 3, 3 / 7, 2, 1),
+        ("genre", "Mystery", 3, 3 / 7, 1, 2),
+        ("genre", "Romance", 1, 1 / 7, 0, 3),
+        ("genre", "Thriller", 1, 1 / 7, 0, 4),
+    ]
 
 
 def test_facet_cooccurrence_counts_and_lift(con) -> None:
-    got = {(r[1], r[3]): (r[4], r[5]) for r in rows(
-        con, "SELECT field_a, label_a, field_b, label_b, n_books, lift FROM facet_pairs('genre', 'tone')")}
+    got = {
+        (r[1], r[3]): (r[4], r[5])
+        for r in rows(
+            con,
+            "SELECT field_a, label_a, field_b, label_b, n_books, lift FROM facet_pairs('genre', 'tone')",
+        )
+    }
     # 7 books with facets; Mystery on 3, Dark on 3, together on 2 -> lift 2 * 7 / (3 * 3)
     assert got[("Mystery", "Dark")] == (2, pytest.approx(14 / 9))
     assert got[("Fantasy", "Dark")] == (1, pytest.approx(7 / 9))
     assert ("Romance", "Dark") not in got
-    same = rows(con, "SELECT label_b, n_books FROM facet_cooccurrence WHERE field_a='genre' AND field_b='genre' "
-                     "AND label_a='Mystery'")
+    same = rows(
+        con,
+        "SELECT label_b, n_books FROM facet_cooccurrence WHERE field_a='genre' AND field_b='genre' "
+        "AND label_a='Mystery'",
+    )
     assert same == [("Thriller", 1)]  # same field allowed, never a label with itself
 
 
@@ -84,20 +136,37 @@ def test_facet_search_semantics(con) -> None:
     def isbns(sql_args: str) -> list[str]:
         return [r[0] for r in rows(con, f"SELECT isbn FROM facet_search({sql_args})")]
 
-    assert sorted(isbns("filters := [{'field': 'genre', 'label': 'fantasy'}]")) == ["D1", "D2", "D3"]
+    assert sorted(isbns("filters := [{'field': 'genre', 'label': 'fantasy'}]")) == [
+        "D1",
+        "D2",
+        "D3",
+    ]
     # OR within a field, AND across fields
-    assert sorted(isbns("filters := [{'field':'genre','label':'Fantasy'}, {'field':'genre','label':'Mystery'},"
-                        " {'field':'tone','label':'Dark'}]")) == ["D1", "M1", "M2"]
-    assert sorted(isbns("filters := [{'field':'genre','label':'Mystery'}], year_min := 1990, year_max := 2003")) == [
-        "M2", "M3"]
-    assert sorted(isbns("filters := [{'field':'genre','label':'Mystery'}], min_ratings := 1")) == ["M1", "M2"]
+    assert sorted(
+        isbns(
+            "filters := [{'field':'genre','label':'Fantasy'}, {'field':'genre','label':'Mystery'},"
+            " {'field':'tone','label':'Dark'}]"
+        )
+    ) == ["D1", "M1", "M2"]
+    assert sorted(
+        isbns(
+            "filters := [{'field':'genre','label':'Mystery'}], year_min := 1990, year_max := 2003"
+        )
+    ) == ["M2", "M3"]
+    assert sorted(isbns("filters := [{'field':'genre','label':'Mystery'}], min_ratings := 1")) == [
+        "M1",
+        "M2",
+    ]
     assert len(isbns("")) == len(BOOKS)  # no filters: every book
     assert isbns("filters := [{'field':'genre','label':'Nope'}]") == []
     assert len(isbns("k := 2")) == 2
 
 
 def test_facet_search_orders_by_bayesian_score(con) -> None:
-    got = rows(con, "SELECT isbn, score, matched FROM facet_search(filters := [{'field':'genre','label':'Mystery'}], m := 1)")
+    got = rows(
+        con,
+        "SELECT isbn, score, matched FROM facet_search(filters := [{'field':'genre','label':'Mystery'}], m := 1)",
+    )
     c = np.mean([r for _, _, r in RATINGS if r > 0])
     m1 = (2 / 3) * 8.0 + (1 / 3) * c  # M1: ratings 10, 6
     m2 = (1 / 2) * 7.0 + (1 / 2) * c
@@ -108,12 +177,22 @@ def test_facet_search_orders_by_bayesian_score(con) -> None:
 
 
 def test_facet_popularity_and_cold_start_reader(con) -> None:
-    top = rows(con, "SELECT isbn, rank_in_facet FROM facet_popularity WHERE field='genre' AND label='Fantasy' "
-                    "ORDER BY rank_in_facet")
-    assert top == [("D2", 1), ("D3", 2), ("D1", 3)]  # D1 (9 and 3) is below the prior; D3 sits on it
+    top = rows(
+        con,
+        "SELECT isbn, rank_in_facet FROM facet_popularity WHERE field='genre' AND label='Fantasy' "
+        "ORDER BY rank_in_facet",
+    )
+    assert top == [
+        ("D2", 1),
+        ("D3", 2),
+        ("D1", 3),
+    ]  # D1 (9 and 3) is below the prior; D3 sits on it
     reader = coldstart.for_new_reader(con, {"genre": ["Fantasy", "Romance"], "tone": "Light"}, k=5)
     assert reader["isbn"].to_list() == ["R1"]
-    same = rows(con, "SELECT isbn FROM cold_start_reader(filters := [{'field':'genre','label':'Fantasy'}], k := 1)")
+    same = rows(
+        con,
+        "SELECT isbn FROM cold_start_reader(filters := [{'field':'genre','label':'Fantasy'}], k := 1)",
+    )
     assert same == [(top[0][0],)]
     via_python = coldstart.facet_search(con, [("genre", "Mystery")], min_ratings=1)
     assert sorted(via_python["isbn"]) == ["M1", "M2"]
@@ -122,12 +201,22 @@ def test_facet_popularity_and_cold_start_reader(con) -> None:
 def test_content_stage_embeds_books_and_profiles(con) -> None:
     out = content.run(con, content.ContentSettings(), encoder=topic_vectors)
     assert out == {**out, "status": "done", "books": 7, "encoded": 7, "readers": 4}
-    typ = rows(con, "SELECT data_type FROM information_schema.columns WHERE table_name = "
-                    "'book_content_embeddings' AND column_name = 'embedding'")
+    typ = rows(
+        con,
+        "SELECT data_type FROM information_schema.columns WHERE table_name = "
+        "'book_content_embeddings' AND column_name = 'embedding'",
+    )
     assert typ == [("FLOAT[384]",)]
-    text = content.content_texts(db.query(con, "content_inputs", {"all_books": True})).filter(pl.col("isbn") == "M2")
-    assert text["text"][0] == "Murder in Paris by Cy Cole (1999). genre: Mystery, Thriller; tone: Dark."
-    assert content.run(con, content.ContentSettings(), encoder=topic_vectors)["status"] == "up to date"
+    text = content.content_texts(db.query(con, "content_inputs", {"all_books": True})).filter(
+        pl.col("isbn") == "M2"
+    )
+    assert (
+        text["text"][0]
+        == "Murder in Paris by Cy Cole (1999). genre: Mystery, Thriller; tone: Dark."
+    )
+    assert (
+        content.run(con, content.ContentSettings(), encoder=topic_vectors)["status"] == "up to date"
+    )
     # a changed title re-encodes that book only
     con.execute("UPDATE books SET title = 'Dragon Dusk' WHERE isbn = 'D3'").fetchall()
     again = content.run(con, content.ContentSettings(), encoder=topic_vectors)
@@ -167,11 +256,17 @@ def test_cold_book_recall_beats_random_on_planted_topics() -> None:
     texts = [f"{TOPICS[t]} book {i}" for i, t in enumerate(topic)]
     vectors = topic_vectors(texts)
     likes = rng.integers(0, 3, n_users)
-    inter = [(u, isbns[b]) for u in range(n_users) for b in rng.choice(np.flatnonzero(topic == likes[u]), 8)]
+    inter = [
+        (u, isbns[b])
+        for u in range(n_users)
+        for b in rng.choice(np.flatnonzero(topic == likes[u]), 8)
+    ]
     frame = pl.DataFrame(inter, schema=["user_id", "isbn"], orient="row").unique()
     train, held = coldstart.split_cold_books(frame, 0.1, seed=0)
     assert train.join(held, on="isbn").is_empty() and held.height > 0
     res = coldstart.cold_book_recall(train, held, isbns, vectors, k=5, seed=0)
     assert res["n_users"] > 0 and res["recall_content"] > 2 * res["recall_random"]
     res_all = coldstart.cold_book_recall(train, held, isbns, vectors, k=20, candidates="all")
-    assert res_all["n_candidates"] == n_books and res_all["recall_content"] > res_all["recall_random"]
+    assert (
+        res_all["n_candidates"] == n_books and res_all["recall_content"] > res_all["recall_random"]
+    )

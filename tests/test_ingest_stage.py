@@ -14,6 +14,7 @@ import pytest
 from engine import db, pipeline
 from engine.cli import main
 from engine.ingest import IngestSettings, run
+from engine.ingest import clean as ingest_clean
 
 SETTINGS = IngestSettings(max_year=2024)
 
@@ -254,6 +255,33 @@ def test_failure_mid_write_leaves_previous_data_intact(
     monkeypatch.setattr(db, "replace_table", real)
     assert not run(con, SETTINGS, other["books"], other["ratings"], other["users"]).skipped
     assert db.fetch(con, "SELECT count(*) FROM books").item() == 11
+
+
+def test_failure_while_preparing_rolls_back_tables_already_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run() writes books and users while ratings are still being read and cleaned.
+    con, first = _ingest(tmp_path, fx.write_split(tmp_path / "a"))
+    before = {t: _table(con, t, "ALL") for t in ("books", "users", "ratings", "ingest_runs")}
+    written: list[str] = []
+    real = db.replace_table
+
+    def recording(con_, table, frame):
+        written.append(table)
+        return real(con_, table, frame)
+
+    def failing(frame):
+        raise RuntimeError("cleaning crashed")
+
+    monkeypatch.setattr(db, "replace_table", recording)
+    monkeypatch.setattr(ingest_clean, "clean_ratings", failing)
+    other = fx.write_bx(tmp_path / "b")
+    with pytest.raises(RuntimeError, match="cleaning crashed"):
+        run(con, SETTINGS, other["books"], other["ratings"], other["users"])
+    assert written == ["books", "users"]
+    for table, frame in before.items():
+        assert _table(con, table, "ALL").equals(frame), table
+    assert pipeline.last_run(con, "ingest").fingerprint == first.fingerprint
 
 
 def test_ratings_are_unique_per_user_and_isbn(tmp_path: Path) -> None:

@@ -79,13 +79,17 @@ def test_does_not_modify_model_memory() -> None:
     cache = torch.tensor([[1.0, 2.0, 3.0]])
     test = sp.csr_matrix(([1.0], ([0], [0])), shape=(1, 3))
     train = sp.csr_matrix(([1.0], ([0], [2])), shape=(1, 3))
-    full_ranking(lambda u: cache[u.tolist()[0]].unsqueeze(0).expand(len(u), -1), train, test, ks=(1,))
+    full_ranking(
+        lambda u: cache[u.tolist()[0]].unsqueeze(0).expand(len(u), -1), train, test, ks=(1,)
+    )
     assert torch.equal(cache, torch.tensor([[1.0, 2.0, 3.0]]))
 
 
 def test_k_larger_than_catalogue() -> None:
     test = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 2])), shape=(1, 3))
-    got = full_ranking(lambda u: torch.tensor([[3.0, 2.0, 1.0]]), sp.csr_matrix((1, 3)), test, ks=(10,))
+    got = full_ranking(
+        lambda u: torch.tensor([[3.0, 2.0, 1.0]]), sp.csr_matrix((1, 3)), test, ks=(10,)
+    )
     assert got["recall@10"] == 1.0
     assert got["precision@10"] == pytest.approx(2 / 10)
     assert got["ndcg@10"] == pytest.approx((1 + L4) / (1 + L3))

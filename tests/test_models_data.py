@@ -43,8 +43,25 @@ def test_bad_input(tmp_path) -> None:
 def test_bench_command(tiny, tmp_path, capsys) -> None:
     out = tmp_path / "r.json"
     train, test = tiny
-    code = main(["bench", "lightgcn", "--train", str(train), "--test", str(test), "--model", "mf",
-                 "--epochs", "2", "--threads", "1", "--no-progress", "--json", str(out)])
+    code = main(
+        [
+            "bench",
+            "lightgcn",
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--model",
+            "mf",
+            "--epochs",
+            "2",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "recall@20" in text and "ndcg@20" in text and "precision@20" in text
@@ -56,7 +73,23 @@ def test_bench_command(tiny, tmp_path, capsys) -> None:
 
 def test_bench_command_training_free(tiny, capsys) -> None:
     train, test = tiny
-    assert main(["bench", "lightgcn", "--train", str(train), "--test", str(test), "--model", "gfcf", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "lightgcn",
+                "--train",
+                str(train),
+                "--test",
+                str(test),
+                "--model",
+                "gfcf",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "gfcf:" in capsys.readouterr().out
 
 

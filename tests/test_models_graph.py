@@ -19,7 +19,9 @@ from engine.models.graph import (
 from engine.models.sampling import UniformSampler
 
 
-def random_train(n_users: int = 30, n_items: int = 40, density: float = 0.1, seed: int = 1) -> sp.csr_matrix:
+def random_train(
+    n_users: int = 30, n_items: int = 40, density: float = 0.1, seed: int = 1
+) -> sp.csr_matrix:
     m = sp.random(n_users, n_items, density=density, random_state=seed, format="csr")
     m.data[:] = 1.0
     return m
@@ -60,7 +62,10 @@ def test_custom_autograd_equals_generic(layers: int) -> None:
     torch.manual_seed(0)
     ego = torch.randn(70, 8, dtype=torch.float64, requires_grad=True)
     rows = torch.tensor([0, 3, 5, 29, 31, 45, 69])
-    w, w_ego = torch.randn(len(rows), 8, dtype=torch.float64), torch.randn(len(rows), 8, dtype=torch.float64)
+    w, w_ego = (
+        torch.randn(len(rows), 8, dtype=torch.float64),
+        torch.randn(len(rows), 8, dtype=torch.float64),
+    )
 
     ref_final = reference(a_coo, ego, layers)
     (g_ref,) = torch.autograd.grad((ref_final[rows] * w).sum() + (ego[rows] * w_ego).sum(), ego)
@@ -94,7 +99,9 @@ def test_graph_has_no_test_edge() -> None:
     model = build("lightgcn", {"progress": False, "num_threads": 1})
     model.init_module(data, torch.device("cpu"))
     t = model.module.adj
-    adj = sp.csr_matrix((t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()), shape=t.shape)
+    adj = sp.csr_matrix(
+        (t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()), shape=t.shape
+    )
     assert has_edges(adj, data.n_users, data.test) == 0
     assert has_edges(adj, data.n_users, data.train) == data.train.nnz
     assert adj.nnz == 2 * data.train.nnz

@@ -11,7 +11,9 @@ from engine.evaluate.metrics import full_ranking
 from engine.models import Dataset, build
 
 
-def planted(blocks: int = 4, users_per: int = 30, items_per: int = 10, popular: int = 5, seed: int = 0) -> Dataset:
+def planted(
+    blocks: int = 4, users_per: int = 30, items_per: int = 10, popular: int = 5, seed: int = 0
+) -> Dataset:
     """Users of block b rate every item of block b but one (held out) plus 2 of a few popular items."""
     rng = np.random.default_rng(seed)
     rows, cols, trows, tcols = [], [], [], []

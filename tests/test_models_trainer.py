@@ -40,7 +40,9 @@ def test_resume_reaches_the_uninterrupted_result(name: str, tmp_path) -> None:
 
     assert seen == [3, 4]  # continued, did not start over
     assert [h["epoch"] for h in resumed_fit.history] == [1, 2, 3, 4]
-    assert [h["loss"] for h in resumed_fit.history] == pytest.approx([h["loss"] for h in whole_fit.history], abs=1e-6)
+    assert [h["loss"] for h in resumed_fit.history] == pytest.approx(
+        [h["loss"] for h in whole_fit.history], abs=1e-6
+    )
     users = torch.arange(data.n_users)
     assert torch.allclose(resumed.score(users), whole.score(users), atol=1e-5)
 
@@ -59,7 +61,14 @@ def test_resume_refuses_a_checkpoint_of_other_data(tmp_path) -> None:
 def test_early_stopping_keeps_the_best_epoch(tmp_path) -> None:
     data = planted()
     # lr 0: nothing changes after the first evaluation, so patience 1 stops at the second.
-    settings = {**FAST, "lr": 0.0, "epochs": 10, "eval_every": 1, "patience": 1, "checkpoint_dir": str(tmp_path)}
+    settings = {
+        **FAST,
+        "lr": 0.0,
+        "epochs": 10,
+        "eval_every": 1,
+        "patience": 1,
+        "checkpoint_dir": str(tmp_path),
+    }
     fit = build("mf", settings).fit(data)
     assert [h["epoch"] for h in fit.history] == [1, 2]
     assert fit.best_epoch == 1
@@ -90,7 +99,9 @@ def test_state_round_trip(name: str) -> None:
     again = from_state(state)
     users = torch.arange(data.n_users)
     assert torch.allclose(again.score(users), model.score(users), atol=1e-5)
-    assert full_ranking(again.score, data.train, data.test) == full_ranking(model.score, data.train, data.test)
+    assert full_ranking(again.score, data.train, data.test) == full_ranking(
+        model.score, data.train, data.test
+    )
 
 
 def test_embeddings_shapes() -> None:
@@ -115,7 +126,10 @@ def test_registry_and_settings_sources(monkeypatch) -> None:
 
 def test_ncf_side_features_are_used() -> None:
     data = planted()
-    feats = {"user_features": np.arange(data.n_users) % 3, "item_features": -np.ones(data.n_items, dtype=int)}
+    feats = {
+        "user_features": np.arange(data.n_users) % 3,
+        "item_features": -np.ones(data.n_items, dtype=int),
+    }
     rich = type(data)(data.n_users, data.n_items, data.train, None, data.test, extras=feats)
     model = build("ncf", {**FAST, "epochs": 1})
     model.fit(rich)

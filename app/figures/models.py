@@ -18,9 +18,20 @@ def metric_label(key: str) -> str:
     name, _, k = key.partition("@")
     sampled = name.startswith("sampled_")
     base = name.removeprefix("sampled_").replace("_", " ")
-    nice = {"hr": "HR", "hit": "HitRate", "ndcg": "NDCG", "recall": "Recall", "precision": "Precision",
-            "coverage": "Coverage", "hit rate": "HitRate"}.get(base, base.capitalize())
-    return f"{nice}@{k}" + (" (sampled)" if sampled else "") if k else nice + (" (sampled)" if sampled else "")
+    nice = {
+        "hr": "HR",
+        "hit": "HitRate",
+        "ndcg": "NDCG",
+        "recall": "Recall",
+        "precision": "Precision",
+        "coverage": "Coverage",
+        "hit rate": "HitRate",
+    }.get(base, base.capitalize())
+    return (
+        f"{nice}@{k}" + (" (sampled)" if sampled else "")
+        if k
+        else nice + (" (sampled)" if sampled else "")
+    )
 
 
 def _metric_order(key: str) -> tuple[int, str, int]:
@@ -28,7 +39,11 @@ def _metric_order(key: str) -> tuple[int, str, int]:
     first = ["recall", "ndcg", "precision", "hit", "hit_rate", "coverage"]
     base = name.removeprefix("sampled_")
     rank = first.index(base) if base in first else len(first)
-    return (1 if name.startswith("sampled_") else 0, f"{rank:02d}{base}", int(k) if k.isdigit() else 0)
+    return (
+        1 if name.startswith("sampled_") else 0,
+        f"{rank:02d}{base}",
+        int(k) if k.isdigit() else 0,
+    )
 
 
 def leaderboard(runs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
@@ -39,17 +54,29 @@ def leaderboard(runs: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     keys: set[str] = set()
     for r in runs.iter_rows(named=True):
         metrics = json.loads(r["metrics"]) if r.get("metrics") else {}
-        flat = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        flat = {
+            k: v
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         keys |= set(flat)
-        rows.append({"run_id": r["run_id"], "model": r["model"], "current": bool(r["is_current"]),
-                     "finished_at": str(r["finished_at"] or "")[:16], **flat})
+        rows.append(
+            {
+                "run_id": r["run_id"],
+                "model": r["model"],
+                "current": bool(r["is_current"]),
+                "finished_at": str(r["finished_at"] or "")[:16],
+                **flat,
+            }
+        )
     order = sorted(keys, key=_metric_order)
     if not rows:
         return pl.DataFrame(schema={"run_id": pl.String, "model": pl.String}), []
     table = pl.DataFrame(rows, infer_schema_length=None)
     sort_key = "recall@20" if "recall@20" in order else (order[0] if order else "model")
     return table.select(["model", "run_id", "current", "finished_at", *order]).sort(
-        [sort_key, "model"], descending=[True, False], nulls_last=True), order
+        [sort_key, "model"], descending=[True, False], nulls_last=True
+    ), order
 
 
 def learning_curves(curves: pl.DataFrame, runs: dict[str, str] | None = None) -> go.Figure:
@@ -58,8 +85,13 @@ def learning_curves(curves: pl.DataFrame, runs: dict[str, str] | None = None) ->
         return empty_figure("no per-epoch history for these runs (training-free models have none)")
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=("training loss", "validation metrics"))
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.1,
+        subplot_titles=("training loss", "validation metrics"),
+    )
     palette = ["#2c3e50", "#18bc9c", "#e74c3c", "#3498db", "#f39c12", "#8e44ad", "#7f8c8d"]
     names = runs or {}
     for i, run_id in enumerate(curves["run_id"].unique(maintain_order=True).to_list()):
@@ -68,21 +100,44 @@ def learning_curves(curves: pl.DataFrame, runs: dict[str, str] | None = None) ->
         label = names.get(run_id, run_id)
         loss = part.filter(pl.col("metric") == "loss").sort("epoch")
         if loss.height:
-            fig.add_trace(go.Scatter(x=loss["epoch"].to_list(), y=loss["value"].to_list(), mode="lines+markers",
-                                     name=f"{label} loss", line={"color": color}), row=1, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=loss["epoch"].to_list(),
+                    y=loss["value"].to_list(),
+                    mode="lines+markers",
+                    name=f"{label} loss",
+                    line={"color": color},
+                ),
+                row=1,
+                col=1,
+            )
         other = part.filter((pl.col("metric") != "loss") & (pl.col("part") != "train"))
-        for j, ((metric, k), grp) in enumerate(other.group_by(["metric", "k"], maintain_order=True)):
+        for j, ((metric, k), grp) in enumerate(
+            other.group_by(["metric", "k"], maintain_order=True)
+        ):
             grp = grp.sort("epoch")
             key = f"{metric}@{k}" if k is not None else metric
-            fig.add_trace(go.Scatter(
-                x=grp["epoch"].to_list(), y=grp["value"].to_list(), mode="lines+markers",
-                name=f"{label} {metric_label(key)}", line={"color": color, "dash": ["solid", "dash", "dot", "dashdot"][j % 4]},
-            ), row=2, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=grp["epoch"].to_list(),
+                    y=grp["value"].to_list(),
+                    mode="lines+markers",
+                    name=f"{label} {metric_label(key)}",
+                    line={"color": color, "dash": ["solid", "dash", "dot", "dashdot"][j % 4]},
+                ),
+                row=2,
+                col=1,
+            )
     fig.update_xaxes(title="epoch", row=2, col=1)
     if curves["epoch"].max() <= 30:
         fig.update_xaxes(dtick=1)  # whole epochs only
-    fig.update_layout(height=620, margin={"l": 50, "r": 20, "t": 60, "b": 40}, plot_bgcolor="white",
-                      legend={"orientation": "h", "y": -0.12}, title="Learning curves")
+    fig.update_layout(
+        height=620,
+        margin={"l": 50, "r": 20, "t": 60, "b": 40},
+        plot_bgcolor="white",
+        legend={"orientation": "h", "y": -0.12},
+        title="Learning curves",
+    )
     fig.update_xaxes(gridcolor="#eef1f4")
     fig.update_yaxes(gridcolor="#eef1f4")
     return fig
@@ -102,9 +157,26 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> pl.DataFrame:
     """Two runs side by side: key, value in A, value in B, whether they differ."""
     fa, fb = flatten(a), flatten(b)
     keys = sorted(set(fa) | set(fb))
+
     def show(v: Any) -> str:
-        return "" if v is None else (f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, list | dict) else str(v))
-    return pl.DataFrame({
-        "key": keys, "a": [show(fa.get(k)) for k in keys], "b": [show(fb.get(k)) for k in keys],
-        "differs": [fa.get(k) != fb.get(k) for k in keys],
-    }, schema={"key": pl.String, "a": pl.String, "b": pl.String, "differs": pl.Boolean})
+        return (
+            ""
+            if v is None
+            else (
+                f"{v:.4g}"
+                if isinstance(v, float)
+                else json.dumps(v)
+                if isinstance(v, list | dict)
+                else str(v)
+            )
+        )
+
+    return pl.DataFrame(
+        {
+            "key": keys,
+            "a": [show(fa.get(k)) for k in keys],
+            "b": [show(fb.get(k)) for k in keys],
+            "differs": [fa.get(k) != fb.get(k) for k in keys],
+        },
+        schema={"key": pl.String, "a": pl.String, "b": pl.String, "differs": pl.Boolean},
+    )

@@ -23,7 +23,9 @@ def _field(value: Any, default: str) -> str:
 
 
 def _select(cid: str, value: str) -> dbc.Select:
-    return dbc.Select(id=cid, options=[{"label": f, "value": f} for f in data.FIELDS], value=value, size="sm")
+    return dbc.Select(
+        id=cid, options=[{"label": f, "value": f} for f in data.FIELDS], value=value, size="sm"
+    )
 
 
 def render(a: Any, b: Any, x: Any, y: Any, z: Any, f: Any) -> tuple[Any, ...]:
@@ -41,41 +43,85 @@ def render(a: Any, b: Any, x: Any, y: Any, z: Any, f: Any) -> tuple[Any, ...]:
 
 def layout(**query: Any) -> html.Div:
     """The metadata page (?a=&b= heatmap fields, x=&y=&z= surface fields, f= field for sizes/labels)."""
-    head = [html.H2("Metadata explorer", className="page-title"),
-            html.P("How the enrichment's facets relate: which labels go together (lift > 1: more often than chance), "
-                   "how audience and genre shape tone, and which raw labels each facet gathers.", className="page-lead")]
+    head = [
+        html.H2("Metadata explorer", className="page-title"),
+        html.P(
+            "How the enrichment's facets relate: which labels go together (lift > 1: more often than chance), "
+            "how audience and genre shape tone, and which raw labels each facet gathers.",
+            className="page-lead",
+        ),
+    ]
     gap = data.missing("data", "facets")
     if gap:
         return html.Div([*head, empty_state(*gap)])
     v = {k: _field(query.get(k), d) for k, d in DEFAULTS.items()}
-    pick = lambda label, cid, val: dbc.Col([dbc.Label(label, html_for=cid, className="small"), _select(cid, val)], width="auto")  # noqa: E731
-    return html.Div([
-        *head,
-        dcc.Location(id="meta-url", refresh=False),
-        section("Co-occurrence", dbc.Row([pick("rows", "meta-a", v["a"]), pick("columns", "meta-b", v["b"])],
-                                         className="mb-2"),
-                dcc.Loading(graph({}, "meta-heatmap"), type="dot")),
-        section("3D surface", dbc.Row([pick("x", "meta-x", v["x"]), pick("y", "meta-y", v["y"]),
-                                       pick("z (share of books)", "meta-z", v["z"])], className="mb-2"),
+
+    def pick(label: str, cid: str, val):
+        return dbc.Col(
+            [dbc.Label(label, html_for=cid, className="small"), _select(cid, val)], width="auto"
+        )
+
+    return html.Div(
+        [
+            *head,
+            dcc.Location(id="meta-url", refresh=False),
+            section(
+                "Co-occurrence",
+                dbc.Row(
+                    [pick("rows", "meta-a", v["a"]), pick("columns", "meta-b", v["b"])],
+                    className="mb-2",
+                ),
+                dcc.Loading(graph({}, "meta-heatmap"), type="dot"),
+            ),
+            section(
+                "3D surface",
+                dbc.Row(
+                    [
+                        pick("x", "meta-x", v["x"]),
+                        pick("y", "meta-y", v["y"]),
+                        pick("z (share of books)", "meta-z", v["z"]),
+                    ],
+                    className="mb-2",
+                ),
                 dcc.Loading(graph({}, "meta-surface"), type="dot"),
-                subtitle="For each x × y cell: the share of its books carrying a z label (the menu picks the label)."),
-        section("Facet sizes and raw labels", dbc.Row([pick("field", "meta-f", v["f"])], className="mb-2"),
-                dbc.Row([
-                    dbc.Col(dcc.Loading(graph({}, "meta-sizes"), type="dot"), lg=6),
-                    dbc.Col(dash_table.DataTable(
-                        id="meta-labels", columns=[{"name": "raw label", "id": "raw_label"},
-                                                   {"name": "facet", "id": "label"},
-                                                   {"name": "cluster", "id": "cluster_id"}],
-                        data=[], page_size=15, sort_action="native", filter_action="native",
-                        style_cell={"fontSize": "0.85rem", "textAlign": "left"},
-                        style_header={"fontWeight": "600"}, style_table={"overflowX": "auto"},
-                    ), lg=6),
-                ])),
-    ])
+                subtitle="For each x × y cell: the share of its books carrying a z label (the menu picks the label).",
+            ),
+            section(
+                "Facet sizes and raw labels",
+                dbc.Row([pick("field", "meta-f", v["f"])], className="mb-2"),
+                dbc.Row(
+                    [
+                        dbc.Col(dcc.Loading(graph({}, "meta-sizes"), type="dot"), lg=6),
+                        dbc.Col(
+                            dash_table.DataTable(
+                                id="meta-labels",
+                                columns=[
+                                    {"name": "raw label", "id": "raw_label"},
+                                    {"name": "facet", "id": "label"},
+                                    {"name": "cluster", "id": "cluster_id"},
+                                ],
+                                data=[],
+                                page_size=15,
+                                sort_action="native",
+                                filter_action="native",
+                                style_cell={"fontSize": "0.85rem", "textAlign": "left"},
+                                style_header={"fontWeight": "600"},
+                                style_table={"overflowX": "auto"},
+                            ),
+                            lg=6,
+                        ),
+                    ]
+                ),
+            ),
+        ]
+    )
 
 
 callback(
-    Output("meta-heatmap", "figure"), Output("meta-surface", "figure"), Output("meta-sizes", "figure"),
-    Output("meta-labels", "data"), Output("meta-url", "search"),
+    Output("meta-heatmap", "figure"),
+    Output("meta-surface", "figure"),
+    Output("meta-sizes", "figure"),
+    Output("meta-labels", "data"),
+    Output("meta-url", "search"),
     *[Input(f"meta-{k}", "value") for k in "abxyzf"],
 )(render)

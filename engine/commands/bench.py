@@ -18,22 +18,51 @@ def bench() -> None:
 
 
 @bench.command("lightgcn")
-@click.option("--train", "train", type=_FILE, required=True, help="LightGCN-format train.txt (`user item item ...`).")
+@click.option(
+    "--train",
+    "train",
+    type=_FILE,
+    required=True,
+    help="LightGCN-format train.txt (`user item item ...`).",
+)
 @click.option("--test", "test", type=_FILE, required=True, help="LightGCN-format test.txt.")
-@click.option("--model", type=click.Choice(["lightgcn", "mf", "ncf", "gfcf", "ease"]), default="lightgcn", show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (trained models).")
+@click.option(
+    "--model",
+    type=click.Choice(["lightgcn", "mf", "ncf", "gfcf", "ease"]),
+    default="lightgcn",
+    show_default=True,
+)
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (trained models)."
+)
 @click.option("--layers", type=click.IntRange(min=0), default=None, help="LightGCN layers (3).")
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="Embedding size.")
 @click.option("--lr", type=float, default=None, help="Adam learning rate.")
 @click.option("--reg", type=float, default=None, help="L2 weight on the batch's ego embeddings.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Training batch size.")
-@click.option("--eval-every", type=click.IntRange(min=1), default=None, help="Evaluate every N epochs (1).")
-@click.option("--alpha", type=float, default=None, help="GF-CF weight of the ideal low-pass term (0.3).")
+@click.option(
+    "--eval-every", type=click.IntRange(min=1), default=None, help="Evaluate every N epochs (1)."
+)
+@click.option(
+    "--alpha", type=float, default=None, help="GF-CF weight of the ideal low-pass term (0.3)."
+)
 @click.option("--seed", type=int, default=None, help="Seed (2020).")
 @click.option("--device", default=None, help="auto, cpu, cuda.")
-@click.option("--threads", "num_threads", type=click.IntRange(min=0), default=None, help="Torch threads (0 = one per core).")
+@click.option(
+    "--threads",
+    "num_threads",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Torch threads (0 = one per core).",
+)
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar while training.")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the result as JSON.")
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the result as JSON.",
+)
 def lightgcn_cmd(train: Path, test: Path, model: str, json_out: Path | None, **flags) -> None:
     """Fit a model on LightGCN-format train/test files; print recall/ndcg/precision@20 and timings."""
     from engine.models import base, benchmark

@@ -32,7 +32,14 @@ def status(db_path: Path) -> None:
     stats = db.fetch(con, "SELECT * FROM dataset_stats").row(0, named=True)
     table = Table(title=f"bookrec · {db_path}", show_header=False)
     for key, value in stats.items():
-        table.add_row(key, f"{value:,.4g}" if isinstance(value, float) else f"{value:,}" if value is not None else "-")
+        table.add_row(
+            key,
+            f"{value:,.4g}"
+            if isinstance(value, float)
+            else f"{value:,}"
+            if value is not None
+            else "-",
+        )
     console.print(table)
     runs = db.query(con, "stage_history", {"limit": 20})
     stages = Table(title="stage runs (newest first)")
@@ -40,7 +47,9 @@ def status(db_path: Path) -> None:
         stages.add_column(col)
     for r in runs.iter_rows(named=True):
         summary = json.loads(r["summary"])
-        stages.add_row(r["stage"], r["fingerprint"], str(r["finished_at"])[:19], json.dumps(summary)[:80])
+        stages.add_row(
+            r["stage"], r["fingerprint"], str(r["finished_at"])[:19], json.dumps(summary)[:80]
+        )
     console.print(stages)
 
 

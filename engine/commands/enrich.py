@@ -17,16 +17,35 @@ console = Console(stderr=True)
 
 @click.command()
 @db_option
-@click.option("--provider", type=click.Choice(["auto", "openai", "zero-shot"]), default=None,
-              help="openai (any compatible server) or zero-shot (offline MiniLM). Default: openai when "
-                   "OPENAI_API_KEY or OPENAI_BASE_URL is set, else zero-shot.")
-@click.option("--model", default=None, help="Chat model (default gpt-4o-mini) or sentence-transformer.")
-@click.option("--base-url", default=None, help="OpenAI-compatible base URL (default $OPENAI_BASE_URL).")
+@click.option(
+    "--provider",
+    type=click.Choice(["auto", "openai", "zero-shot"]),
+    default=None,
+    help="openai (any compatible server) or zero-shot (offline MiniLM). Default: openai when "
+    "OPENAI_API_KEY or OPENAI_BASE_URL is set, else zero-shot.",
+)
+@click.option(
+    "--model", default=None, help="Chat model (default gpt-4o-mini) or sentence-transformer."
+)
+@click.option(
+    "--base-url", default=None, help="OpenAI-compatible base URL (default $OPENAI_BASE_URL)."
+)
 @click.option("--limit", type=click.IntRange(min=0), default=None, help="Enrich at most N books.")
-@click.option("--only-missing", is_flag=True, default=None, help="Skip books enriched by any source.")
-@click.option("--dry-run", is_flag=True, default=None, help="Estimate requests, tokens and cost; send nothing.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Books per request (8).")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (8).")
+@click.option(
+    "--only-missing", is_flag=True, default=None, help="Skip books enriched by any source."
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    default=None,
+    help="Estimate requests, tokens and cost; send nothing.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=None, help="Books per request (8)."
+)
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (8)."
+)
 def enrich(db_path: Path, **flags: object) -> None:
     """Give books a summary and genre/category/theme/tone/audience labels (resumable)."""
     from engine import enrich as stage
@@ -39,8 +58,14 @@ def enrich(db_path: Path, **flags: object) -> None:
             task = bar.add_task("enrich", total=None, failed=0, retries=0, tokens=0)
 
             def update(stats: stage.Stats) -> None:
-                bar.update(task, total=stats.books, completed=stats.done + stats.failed, failed=stats.failed,
-                           retries=stats.retries, tokens=stats.prompt_tokens + stats.completion_tokens)
+                bar.update(
+                    task,
+                    total=stats.books,
+                    completed=stats.done + stats.failed,
+                    failed=stats.failed,
+                    retries=stats.retries,
+                    tokens=stats.prompt_tokens + stats.completion_tokens,
+                )
 
             result = stage.run(con, settings, progress=update)
     finally:
@@ -50,9 +75,16 @@ def enrich(db_path: Path, **flags: object) -> None:
 
 def _progress(enabled: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("failed {task.fields[failed]} · retries {task.fields[retries]} · tokens {task.fields[tokens]:,}"),
-        TimeElapsedColumn(), console=console, disable=not enabled, transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "failed {task.fields[failed]} · retries {task.fields[retries]} · tokens {task.fields[tokens]:,}"
+        ),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not enabled,
+        transient=False,
     )
 
 
@@ -60,22 +92,32 @@ def _report(result: object) -> None:
     r = result  # EnrichResult
     head = f"enrich [{r.source}, prompt {r.prompt_version}]"
     if r.dry_run:
-        click.echo(f"{head}: dry run, nothing sent; {r.pending:,} books to do, {r.already_current:,} already current")
+        click.echo(
+            f"{head}: dry run, nothing sent; {r.pending:,} books to do, {r.already_current:,} already current"
+        )
         if r.provider == "openai":
-            click.echo(f"  ~{r.est_requests:,} requests, ~{r.est_prompt_tokens:,} prompt + "
-                       f"~{r.est_completion_tokens:,} completion tokens, ~${r.est_cost_usd:.4f}")
+            click.echo(
+                f"  ~{r.est_requests:,} requests, ~{r.est_prompt_tokens:,} prompt + "
+                f"~{r.est_completion_tokens:,} completion tokens, ~${r.est_cost_usd:.4f}"
+            )
         return
     if not r.pending:
         click.echo(f"{head}: up to date ({r.already_current:,} books enriched)")
         return
     s = r.stats
-    click.echo(f"{head}: {s.done:,} enriched, {s.failed:,} failed, {s.incomplete:,} with empty fields "
-               f"in {r.seconds:.1f}s")
+    click.echo(
+        f"{head}: {s.done:,} enriched, {s.failed:,} failed, {s.incomplete:,} with empty fields "
+        f"in {r.seconds:.1f}s"
+    )
     if r.provider == "openai":
-        click.echo(f"  {s.requests:,} requests ({s.retries:,} retries), {s.prompt_tokens:,} prompt + "
-                   f"{s.completion_tokens:,} completion tokens, ~${s.cost_usd:.4f}")
+        click.echo(
+            f"  {s.requests:,} requests ({s.retries:,} retries), {s.prompt_tokens:,} prompt + "
+            f"{s.completion_tokens:,} completion tokens, ~${s.cost_usd:.4f}"
+        )
     if s.failed:
-        click.echo("  failed books are listed in the enrichment_failures table; rerun to try them again")
+        click.echo(
+            "  failed books are listed in the enrichment_failures table; rerun to try them again"
+        )
 
 
 commands = [enrich]

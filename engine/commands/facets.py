@@ -11,8 +11,12 @@ from engine.commands.options import db_option, force_option
 
 
 def _k_option(field: str):  # noqa: ANN202 - a click decorator
-    return click.option(f"--k-{field}", type=click.IntRange(min=1), default=None,
-                        help=f"Fixed number of {field} facets (default: chosen by silhouette).")
+    return click.option(
+        f"--k-{field}",
+        type=click.IntRange(min=1),
+        default=None,
+        help=f"Fixed number of {field} facets (default: chosen by silhouette).",
+    )
 
 
 @click.command()
@@ -23,10 +27,16 @@ def _k_option(field: str):  # noqa: ANN202 - a click decorator
 @_k_option("theme")
 @_k_option("tone")
 @_k_option("audience")
-@click.option("--prototype-k", is_flag=True, default=None, help="Use the prototype's k (20/20/25/20/15).")
-@click.option("--model", default=None, help="SentenceTransformer name or path (default all-MiniLM-L6-v2).")
+@click.option(
+    "--prototype-k", is_flag=True, default=None, help="Use the prototype's k (20/20/25/20/15)."
+)
+@click.option(
+    "--model", default=None, help="SentenceTransformer name or path (default all-MiniLM-L6-v2)."
+)
 @click.option("--seed", type=int, default=None, help="KMeans / silhouette sampling seed.")
-def facets(db_path: Path, force: bool, model: str | None, seed: int | None, **ks: int | None) -> None:
+def facets(
+    db_path: Path, force: bool, model: str | None, seed: int | None, **ks: int | None
+) -> None:
     """Cluster raw enrichment labels into human-named facets per field."""
     from engine import facets as stage
 
@@ -45,7 +55,9 @@ def facets(db_path: Path, force: bool, model: str | None, seed: int | None, **ks
 @click.command()
 @db_option
 @force_option
-@click.option("--scope", type=click.Choice(["all", "enriched"]), default=None, help="Which books to embed.")
+@click.option(
+    "--scope", type=click.Choice(["all", "enriched"]), default=None, help="Which books to embed."
+)
 @click.option("--model", default=None, help="SentenceTransformer name or path (384-dim).")
 def content(db_path: Path, force: bool, scope: str | None, model: str | None) -> None:
     """Embed each book's content (title, author, facets, summary) and each reader's history."""
@@ -63,8 +75,13 @@ def content(db_path: Path, force: bool, scope: str | None, model: str | None) ->
 
 @click.command()
 @db_option
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the HTML report.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder for the HTML report.",
+)
 def report(db_path: Path, out_dir: Path) -> None:
     """Write a static HTML report of facet distributions and co-occurrences."""
     # the CLI's only door into app/, imported here so that engine never loads plotly

@@ -17,4 +17,6 @@ db_option = click.option(
     help="DuckDB file to use.",
 )
 
-force_option = click.option("--force", is_flag=True, help="Run even if inputs and settings are unchanged.")
+force_option = click.option(
+    "--force", is_flag=True, help="Run even if inputs and settings are unchanged."
+)

@@ -18,15 +18,30 @@ def _check_port(host: str, port: int) -> None:
         try:
             s.bind((host, port))
         except OSError as exc:
-            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                              hint="Pick another --port or stop what uses it") from None
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {exc.strerror}",
+                hint="Pick another --port or stop what uses it",
+            ) from None
 
 
 @click.command()
 @db_option
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (0.0.0.0 for all).")
-@click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535), help="Port to listen on.")
-@click.option("--debug", is_flag=True, help="Dash debug mode: reload on change, error overlay in the browser.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to listen on (0.0.0.0 for all).",
+)
+@click.option(
+    "--port",
+    default=8050,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--debug", is_flag=True, help="Dash debug mode: reload on change, error overlay in the browser."
+)
 def serve(db_path: Path, host: str, port: int, debug: bool) -> None:
     """Start the dashboard (http://127.0.0.1:8050 by default); the database is opened read-only."""
     _check_port(host, port)
@@ -34,8 +49,10 @@ def serve(db_path: Path, host: str, port: int, debug: bool) -> None:
 
     start = time.perf_counter()
     app = create_app(db_path, warm=True)
-    click.echo(f"bookrec: {db_path} loaded in {time.perf_counter() - start:.1f} s; "
-               f"dashboard on http://{host}:{port} (Ctrl+C to stop)")
+    click.echo(
+        f"bookrec: {db_path} loaded in {time.perf_counter() - start:.1f} s; "
+        f"dashboard on http://{host}:{port} (Ctrl+C to stop)"
+    )
     app.run(host=host, port=port, debug=debug, use_reloader=False, threaded=True)
 
 

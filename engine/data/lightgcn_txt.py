@@ -16,7 +16,9 @@ def read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
     user id seen (a user line with no items adds no pair but still counts)."""
     path = Path(path)
     if not path.is_file():
-        raise InputFileError("file not found", where=str(path), hint="Pass a LightGCN-format train/test .txt")
+        raise InputFileError(
+            "file not found", where=str(path), hint="Pass a LightGCN-format train/test .txt"
+        )
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     n_users = 0

@@ -31,8 +31,8 @@ class EnrichResult:
     provider: str
     source: str
     prompt_version: str
-    pending: int                  # books that needed work when the run started
-    already_current: int          # books skipped: enriched by this source + prompt version
+    pending: int  # books that needed work when the run started
+    already_current: int  # books skipped: enriched by this source + prompt version
     dry_run: bool = False
     est_requests: int = 0
     est_prompt_tokens: int = 0
@@ -63,35 +63,54 @@ def plan(books: list[BookRef], settings: EnrichSettings) -> tuple[int, int, int,
     """(requests, prompt tokens, completion tokens, USD) that enriching `books` by LLM should take."""
     n_req, p_tok, c_tok = 0, 0, 0
     for i in range(0, len(books), settings.batch_size):
-        chunk = books[i:i + settings.batch_size]
+        chunk = books[i : i + settings.batch_size]
         p, c = prompt.estimate_request([(str(n + 1), b) for n, b in enumerate(chunk)])
         n_req, p_tok, c_tok = n_req + 1, p_tok + p, c_tok + c
     cost = (p_tok * settings.price_input_per_mtok + c_tok * settings.price_output_per_mtok) / 1e6
     return n_req, p_tok, c_tok, cost
 
 
-def run(con: duckdb.DuckDBPyConnection, settings: EnrichSettings, *,
-        progress: Callable[[Stats], None] | None = None,
-        on_commit: Callable[[int], None] | None = None) -> EnrichResult:
+def run(
+    con: duckdb.DuckDBPyConnection,
+    settings: EnrichSettings,
+    *,
+    progress: Callable[[Stats], None] | None = None,
+    on_commit: Callable[[int], None] | None = None,
+) -> EnrichResult:
     """Enrich the books that lack a current enrichment; each finished batch is committed as it lands."""
     provider = settings.resolved_provider()
     source, version = _source(provider, settings)
     total = db.fetch(con, "SELECT count(*) AS n FROM books").item()
-    books = store.pending_books(con, source, version, only_missing=settings.only_missing, limit=settings.limit)
+    books = store.pending_books(
+        con, source, version, only_missing=settings.only_missing, limit=settings.limit
+    )
     current = store.count_current(con, source, version)["n"]
-    result = EnrichResult(provider, source, version, len(books), current, dry_run=settings.dry_run,
-                          run_id=uuid.uuid4().hex[:12])
+    result = EnrichResult(
+        provider,
+        source,
+        version,
+        len(books),
+        current,
+        dry_run=settings.dry_run,
+        run_id=uuid.uuid4().hex[:12],
+    )
     result.stats.books = len(books)
     if provider == "openai":
-        result.est_requests, result.est_prompt_tokens, result.est_completion_tokens, result.est_cost_usd = plan(
-            books, settings)
+        (
+            result.est_requests,
+            result.est_prompt_tokens,
+            result.est_completion_tokens,
+            result.est_cost_usd,
+        ) = plan(books, settings)
     elif settings.dry_run:
         result.est_requests = math.ceil(len(books) / settings.zs_chunk)
     if settings.dry_run or not books:
         if not books and not settings.dry_run and total:
             _record(con, result, settings)
         return result
-    sink = store.DuckSink(con, run_id=result.run_id, source=source, prompt_version=version, on_commit=on_commit)
+    sink = store.DuckSink(
+        con, run_id=result.run_id, source=source, prompt_version=version, on_commit=on_commit
+    )
     start = time.perf_counter()
     try:
         if provider == "openai":
@@ -104,8 +123,12 @@ def run(con: duckdb.DuckDBPyConnection, settings: EnrichSettings, *,
     return result
 
 
-async def _run_llm(books: list[BookRef], settings: EnrichSettings, sink: store.DuckSink,
-                   progress: Callable[[Stats], None] | None) -> Stats:
+async def _run_llm(
+    books: list[BookRef],
+    settings: EnrichSettings,
+    sink: store.DuckSink,
+    progress: Callable[[Stats], None] | None,
+) -> Stats:
     from engine.enrich.llm import LLMClient
     from engine.enrich.ratelimit import RateBudget
     from engine.enrich.scheduler import Scheduler
@@ -113,33 +136,56 @@ async def _run_llm(books: list[BookRef], settings: EnrichSettings, sink: store.D
     api_key = settings.api_key or os.environ.get("OPENAI_API_KEY")
     base_url = settings.base_url or os.environ.get("OPENAI_BASE_URL") or None
     if not api_key and not base_url:
-        raise ConfigError("the openai provider needs OPENAI_API_KEY or a base URL",
-                          hint="Set OPENAI_API_KEY / OPENAI_BASE_URL, or use --provider zero-shot")
-    client = LLMClient(model=settings.resolved_model("openai"), api_key=api_key, base_url=base_url,
-                       timeout=settings.request_timeout, structured_output=settings.structured_output,
-                       temperature=settings.temperature)
+        raise ConfigError(
+            "the openai provider needs OPENAI_API_KEY or a base URL",
+            hint="Set OPENAI_API_KEY / OPENAI_BASE_URL, or use --provider zero-shot",
+        )
+    client = LLMClient(
+        model=settings.resolved_model("openai"),
+        api_key=api_key,
+        base_url=base_url,
+        timeout=settings.request_timeout,
+        structured_output=settings.structured_output,
+        temperature=settings.temperature,
+    )
     budget = RateBudget(settings.rpm, settings.tpm)
-    scheduler = Scheduler(client, budget, sink, batch_size=settings.batch_size,
-                          concurrency=settings.concurrency, max_attempts=settings.max_attempts,
-                          backoff_base=settings.backoff_base, backoff_max=settings.backoff_max,
-                          price_in=settings.price_input_per_mtok, price_out=settings.price_output_per_mtok,
-                          seed=settings.seed, progress=progress)
+    scheduler = Scheduler(
+        client,
+        budget,
+        sink,
+        batch_size=settings.batch_size,
+        concurrency=settings.concurrency,
+        max_attempts=settings.max_attempts,
+        backoff_base=settings.backoff_base,
+        backoff_max=settings.backoff_max,
+        price_in=settings.price_input_per_mtok,
+        price_out=settings.price_output_per_mtok,
+        seed=settings.seed,
+        progress=progress,
+    )
     try:
         return await scheduler.run(books)
     finally:
         await client.close()
 
 
-def _run_zero_shot(books: list[BookRef], settings: EnrichSettings, sink: store.DuckSink,
-                   progress: Callable[[Stats], None] | None) -> Stats:
+def _run_zero_shot(
+    books: list[BookRef],
+    settings: EnrichSettings,
+    sink: store.DuckSink,
+    progress: Callable[[Stats], None] | None,
+) -> Stats:
     from engine.enrich.zeroshot import ZeroShotLabeller
 
-    labeller = ZeroShotLabeller(settings.resolved_model("zero-shot"), batch_size=settings.zs_batch_size,
-                                threads=settings.zs_threads or None)
+    labeller = ZeroShotLabeller(
+        settings.resolved_model("zero-shot"),
+        batch_size=settings.zs_batch_size,
+        threads=settings.zs_threads or None,
+    )
     stats = Stats(books=len(books))
     for i in range(0, len(books), settings.zs_chunk):
-        rows = labeller.label(books[i:i + settings.zs_chunk])
-        sink.commit(rows, [], None)   # one chunk per transaction: a kill loses at most one chunk
+        rows = labeller.label(books[i : i + settings.zs_chunk])
+        sink.commit(rows, [], None)  # one chunk per transaction: a kill loses at most one chunk
         stats.done += len(rows)
         stats.requests += 1
         if progress:
@@ -150,10 +196,18 @@ def _run_zero_shot(books: list[BookRef], settings: EnrichSettings, sink: store.D
 def _record(con: duckdb.DuckDBPyConnection, result: EnrichResult, settings: EnrichSettings) -> None:
     """Record the stage with a fingerprint of what book_enrichment now holds for downstream stages."""
     current = store.count_current(con, result.source, result.prompt_version)
-    inputs = {"ingest": pipeline.upstream(con, "ingest"), "source": result.source,
-              "prompt_version": result.prompt_version, "enriched": current["n"], "last_at": current["last_at"]}
-    fp = pipeline.fingerprint({"source": result.source, "prompt_version": result.prompt_version}, inputs)
+    inputs = {
+        "ingest": pipeline.upstream(con, "ingest"),
+        "source": result.source,
+        "prompt_version": result.prompt_version,
+        "enriched": current["n"],
+        "last_at": current["last_at"],
+    }
+    fp = pipeline.fingerprint(
+        {"source": result.source, "prompt_version": result.prompt_version}, inputs
+    )
     summary = {k: v for k, v in result.as_dict().items() if k != "stats"} | {
-        k: v for k, v in asdict(result.stats).items()}
+        k: v for k, v in asdict(result.stats).items()
+    }
     with db.transaction(con):
         pipeline.record(con, STAGE, fp, settings.public(), inputs, summary)

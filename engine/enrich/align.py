@@ -20,10 +20,12 @@ class ReplyError(ValueError):
 class Alignment:
     """What one reply says about the books of its request."""
 
-    complete: dict[str, BookLabels] = field(default_factory=dict)     # book id -> every field filled
-    incomplete: dict[str, tuple[BookLabels, list[str]]] = field(default_factory=dict)  # id -> (labels, empty fields)
-    missing: list[str] = field(default_factory=list)                  # requested ids with no usable item
-    dropped: list[str] = field(default_factory=list)                  # ids we did not ask for, or duplicates
+    complete: dict[str, BookLabels] = field(default_factory=dict)  # book id -> every field filled
+    incomplete: dict[str, tuple[BookLabels, list[str]]] = field(
+        default_factory=dict
+    )  # id -> (labels, empty fields)
+    missing: list[str] = field(default_factory=list)  # requested ids with no usable item
+    dropped: list[str] = field(default_factory=list)  # ids we did not ask for, or duplicates
 
 
 def _strip_fences(text: str) -> str:

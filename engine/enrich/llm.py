@@ -39,7 +39,7 @@ class RequestFailed(Exception):
     retry_after: float | None = None
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    fatal: bool = False        # every later request would fail the same way (bad key, unknown model)
+    fatal: bool = False  # every later request would fail the same way (bad key, unknown model)
     latency_s: float = 0.0
 
     def __str__(self) -> str:
@@ -71,8 +71,16 @@ class LLMClient:
     re-split batches, and also retry replies that arrive fine over HTTP but hold bad JSON.
     """
 
-    def __init__(self, *, model: str, api_key: str | None, base_url: str | None, timeout: float,
-                 structured_output: str = "auto", temperature: float | None = 0.0):
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None,
+        base_url: str | None,
+        timeout: float,
+        structured_output: str = "auto",
+        temperature: float | None = 0.0,
+    ):
         self.model = model
         self.structured_output = structured_output
         self.mode = "json_object" if structured_output == "json_object" else "json_schema"
@@ -98,51 +106,86 @@ class LLMClient:
         try:
             extra = {} if self.temperature is None else {"temperature": self.temperature}
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=self.model, messages=messages,  # type: ignore[arg-type]
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
                 response_format=response_format(mode),  # type: ignore[arg-type]
-                max_tokens=max_tokens, **extra,
+                max_tokens=max_tokens,
+                **extra,
             )
             headers = dict(raw.headers.items())
             body = json.loads(raw.http_response.text)
         except openai.APIStatusError as exc:
             raise self._status_failure(exc, mode, time.perf_counter() - start) from None
         except openai.APITimeoutError:
-            raise RequestFailed("request timed out", retryable=True, latency_s=time.perf_counter() - start) from None
+            raise RequestFailed(
+                "request timed out", retryable=True, latency_s=time.perf_counter() - start
+            ) from None
         except openai.APIConnectionError as exc:
-            raise RequestFailed(self.redact(f"connection failed: {exc}"), retryable=True,
-                                latency_s=time.perf_counter() - start) from None
+            raise RequestFailed(
+                self.redact(f"connection failed: {exc}"),
+                retryable=True,
+                latency_s=time.perf_counter() - start,
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError, openai.APIResponseValidationError):
-            raise RequestFailed("response body is not JSON", retryable=True,
-                                latency_s=time.perf_counter() - start) from None
+            raise RequestFailed(
+                "response body is not JSON", retryable=True, latency_s=time.perf_counter() - start
+            ) from None
         latency = time.perf_counter() - start
         try:
             choice = body["choices"][0]
             text = choice["message"].get("content")
             finish = choice.get("finish_reason")
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise RequestFailed("response has no choices[0].message", retryable=True, headers=headers,
-                                latency_s=latency) from None
+            raise RequestFailed(
+                "response has no choices[0].message",
+                retryable=True,
+                headers=headers,
+                latency_s=latency,
+            ) from None
         usage = body.get("usage") if isinstance(body, dict) else None
         usage = usage if isinstance(usage, dict) else {}
-        return Completion(text, finish, usage.get("prompt_tokens"), usage.get("completion_tokens"),
-                          headers, latency, mode)
+        return Completion(
+            text,
+            finish,
+            usage.get("prompt_tokens"),
+            usage.get("completion_tokens"),
+            headers,
+            latency,
+            mode,
+        )
 
-    def _status_failure(self, exc: openai.APIStatusError, mode: str, latency: float) -> RequestFailed:
+    def _status_failure(
+        self, exc: openai.APIStatusError, mode: str, latency: float
+    ) -> RequestFailed:
         status = exc.status_code
         headers = dict(exc.response.headers.items()) if exc.response is not None else {}
         message = self.redact(_error_message(exc))
         if status == 400 and mode == "json_schema" and self.structured_output == "auto":
             # Older servers reject response_format=json_schema: switch once, for the whole run.
             if self.mode == "json_schema":
-                log.warning("server rejected structured output (%s); falling back to json_object", message)
+                log.warning(
+                    "server rejected structured output (%s); falling back to json_object", message
+                )
             self.mode = "json_object"
-            return RequestFailed("structured output unsupported; switched to json_object", retryable=True,
-                                 retry_after=0.0, status=status, headers=headers, latency_s=latency)
+            return RequestFailed(
+                "structured output unsupported; switched to json_object",
+                retryable=True,
+                retry_after=0.0,
+                status=status,
+                headers=headers,
+                latency_s=latency,
+            )
         retryable = status in (408, 409, 429) or status >= 500
         fatal = status in (401, 403, 404)
-        return RequestFailed(f"HTTP {status}: {message}", retryable=retryable, status=status,
-                             retry_after=retry_after_seconds(headers), headers=headers, fatal=fatal,
-                             latency_s=latency)
+        return RequestFailed(
+            f"HTTP {status}: {message}",
+            retryable=retryable,
+            status=status,
+            retry_after=retry_after_seconds(headers),
+            headers=headers,
+            fatal=fatal,
+            latency_s=latency,
+        )
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

@@ -43,17 +43,23 @@ class RateBudget:
     configured ones); remaining == 0 pauses all requests until the matching reset.
     """
 
-    def __init__(self, rpm: float | None, tpm: float | None, *, clock: Callable[[], float] = time.monotonic,
-                 token_burst_s: float = 10.0):
+    def __init__(
+        self,
+        rpm: float | None,
+        tpm: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        token_burst_s: float = 10.0,
+    ):
         self.configured_rpm, self.configured_tpm = rpm or None, tpm or None
         self.rpm, self.tpm = self.configured_rpm, self.configured_tpm
         self._clock = clock
         self._token_burst_s = token_burst_s
-        self._req_tat = 0.0        # theoretical arrival time of the next request
-        self._tok_tat = 0.0        # same for tokens
+        self._req_tat = 0.0  # theoretical arrival time of the next request
+        self._tok_tat = 0.0  # same for tokens
         self._paused_until = 0.0
         self._lock: asyncio.Lock | None = None
-        self.waited_s = 0.0        # total time callers spent waiting here (for reports)
+        self.waited_s = 0.0  # total time callers spent waiting here (for reports)
 
     def reserve(self, tokens: int, now: float | None = None) -> float:
         """Book a slot for one request of `tokens` tokens; returns the time at which it may start."""
@@ -62,7 +68,9 @@ class RateBudget:
         if self.rpm:
             start = max(start, self._req_tat)
         if self.tpm:
-            tolerance = self._token_burst_s  # tokens may run ahead of the average by a few seconds' worth
+            tolerance = (
+                self._token_burst_s
+            )  # tokens may run ahead of the average by a few seconds' worth
             start = max(start, self._tok_tat - tolerance)
         if self.rpm:
             self._req_tat = max(self._req_tat, start) + 60.0 / self.rpm

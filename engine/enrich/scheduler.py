@@ -27,12 +27,12 @@ class Stats:
     books: int = 0
     done: int = 0
     failed: int = 0
-    incomplete: int = 0       # stored with some fields empty (and the reason)
-    retries: int = 0          # requests sent again after a failure
+    incomplete: int = 0  # stored with some fields empty (and the reason)
+    retries: int = 0  # requests sent again after a failure
     requests: int = 0
     failed_requests: int = 0
-    reasked: int = 0          # books asked again (missing from a reply, or fields empty)
-    dropped_ids: int = 0      # reply items with ids we never asked for
+    reasked: int = 0  # books asked again (missing from a reply, or fields empty)
+    dropped_ids: int = 0  # reply items with ids we never asked for
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -41,21 +41,22 @@ class Stats:
 class Sink(Protocol):
     """Where finished work goes; `commit` must be atomic (one transaction per call)."""
 
-    def commit(self, rows: list[dict[str, Any]], failures: list[dict[str, Any]],
-               request: dict[str, Any]) -> None: ...
+    def commit(
+        self, rows: list[dict[str, Any]], failures: list[dict[str, Any]], request: dict[str, Any]
+    ) -> None: ...
 
 
 @dataclass
 class _Job:
     isbns: list[str]
-    refill: bool = False       # asking again for fields a first reply left empty
+    refill: bool = False  # asking again for fields a first reply left empty
 
 
 @dataclass
 class _Book:
     ref: BookRef
     attempts: int = 0
-    partial: BookLabels | None = None       # first answer with empty fields, kept for the refill
+    partial: BookLabels | None = None  # first answer with empty fields, kept for the refill
     partial_fields: list[str] = field(default_factory=list)
 
 
@@ -63,10 +64,12 @@ class _Book:
 class _Outcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
-    requeue: list[tuple[_Job, float]] = field(default_factory=list)   # (job, delay seconds)
+    requeue: list[tuple[_Job, float]] = field(default_factory=list)  # (job, delay seconds)
 
 
-def labels_row(isbn: str, labels: BookLabels, empty: list[str], reason: str | None) -> dict[str, Any]:
+def labels_row(
+    isbn: str, labels: BookLabels, empty: list[str], reason: str | None
+) -> dict[str, Any]:
     """One book_enrichment row (without source/prompt_version, which the sink adds)."""
     row: dict[str, Any] = {"isbn": isbn, "summary": labels.summary or None}
     for f in ALL_FIELDS[1:]:
@@ -79,10 +82,22 @@ def labels_row(isbn: str, labels: BookLabels, empty: list[str], reason: str | No
 class Scheduler:
     """Runs every book to an end state: enriched (maybe with empty fields and a reason) or failed."""
 
-    def __init__(self, client: LLMClient, budget: RateBudget, sink: Sink, *, batch_size: int,
-                 concurrency: int, max_attempts: int, backoff_base: float, backoff_max: float,
-                 price_in: float, price_out: float, seed: int = 0,
-                 progress: Callable[[Stats], None] | None = None):
+    def __init__(
+        self,
+        client: LLMClient,
+        budget: RateBudget,
+        sink: Sink,
+        *,
+        batch_size: int,
+        concurrency: int,
+        max_attempts: int,
+        backoff_base: float,
+        backoff_max: float,
+        price_in: float,
+        price_out: float,
+        seed: int = 0,
+        progress: Callable[[Stats], None] | None = None,
+    ):
         self.client, self.budget, self.sink = client, budget, sink
         self.batch_size, self.concurrency, self.max_attempts = batch_size, concurrency, max_attempts
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
@@ -92,7 +107,7 @@ class Scheduler:
         self.stats = Stats()
         self._books: dict[str, _Book] = {}
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self._open = 0               # books not yet in an end state
+        self._open = 0  # books not yet in an end state
         self._finished = asyncio.Event()
         self._timers: list[asyncio.TimerHandle] = []
         self._request_no = 0
@@ -103,7 +118,7 @@ class Scheduler:
         self.stats.books = self._open = len(self._books)
         isbns = list(self._books)
         for i in range(0, len(isbns), self.batch_size):
-            self._queue.put_nowait(_Job(isbns[i:i + self.batch_size]))
+            self._queue.put_nowait(_Job(isbns[i : i + self.batch_size]))
         if not self._open:
             return self.stats
         workers = [asyncio.create_task(self._worker()) for _ in range(self.concurrency)]
@@ -125,7 +140,7 @@ class Scheduler:
     async def _worker(self) -> None:
         while True:
             job = await self._queue.get()
-            job.isbns = [i for i in job.isbns if i in self._books]   # ended meanwhile? (defensive)
+            job.isbns = [i for i in job.isbns if i in self._books]  # ended meanwhile? (defensive)
             if job.isbns:
                 await self._process(job)
 
@@ -138,8 +153,11 @@ class Scheduler:
         for isbn in job.isbns:
             self._books[isbn].attempts += 1
         self._request_no += 1
-        request: dict[str, Any] = {"request_no": self._request_no, "n_books": len(job.isbns),
-                                   "mode": self.client.mode}
+        request: dict[str, Any] = {
+            "request_no": self._request_no,
+            "n_books": len(job.isbns),
+            "mode": self.client.mode,
+        }
         self.stats.requests += 1
         try:
             reply = await self.client.complete(messages, prompt.max_tokens(len(job.isbns)))
@@ -154,12 +172,18 @@ class Scheduler:
     # --- outcomes -------------------------------------------------------------------------------
 
     def _failed_request(self, job: _Job, exc: RequestFailed, request: dict[str, Any]) -> _Outcome:
-        request.update(status="failed", http_status=exc.status, error=exc.reason,
-                       latency_ms=exc.latency_s * 1000.0)
+        request.update(
+            status="failed",
+            http_status=exc.status,
+            error=exc.reason,
+            latency_ms=exc.latency_s * 1000.0,
+        )
         self.stats.failed_requests += 1
         if exc.fatal:
-            raise ProviderError(f"the API refused the request: {exc.reason}",
-                                hint="Check the API key, base URL and model name")
+            raise ProviderError(
+                f"the API refused the request: {exc.reason}",
+                hint="Check the API key, base URL and model name",
+            )
         if exc.retry_after == 0.0 and exc.reason.startswith("structured output unsupported"):
             for isbn in job.isbns:  # a capability probe, not the book's fault: don't count it
                 self._books[isbn].attempts -= 1
@@ -171,21 +195,27 @@ class Scheduler:
     def _retry(self, job: _Job, reason: str, retry_after: float | None) -> _Outcome:
         out = _Outcome()
         alive = [i for i in job.isbns if self._books[i].attempts < self.max_attempts]
-        out.rows, out.failures = self._end_exhausted([i for i in job.isbns if i not in alive], reason)
+        out.rows, out.failures = self._end_exhausted(
+            [i for i in job.isbns if i not in alive], reason
+        )
         if alive:
             self.stats.retries += 1
             attempt = max(self._books[i].attempts for i in alive)
             if retry_after is not None:
-                delay = retry_after  # the server knows best; jitter would only make us early or late
+                delay = (
+                    retry_after  # the server knows best; jitter would only make us early or late
+                )
             else:
-                delay = self.rng.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)))
+                delay = self.rng.uniform(
+                    0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+                )
             # A batch that keeps failing may hold one poison book: halve it so the others get through.
             # On its last try each book goes alone, so one bad book cannot take its batch-mates down.
             size = len(alive)
             if retry_after is None and attempt >= 2:
                 size = 1 if self.max_attempts - attempt <= 1 else (len(alive) + 1) // 2
             for i in range(0, len(alive), size):
-                out.requeue.append((_Job(alive[i:i + size], job.refill), delay))
+                out.requeue.append((_Job(alive[i : i + size], job.refill), delay))
         return out
 
     def _give_up(self, isbns: list[str], reason: str) -> _Outcome:
@@ -199,21 +229,44 @@ class Scheduler:
         for isbn in isbns:
             book = self._books[isbn]
             if book.partial is not None:
-                rows.append(labels_row(isbn, book.partial, book.partial_fields,
-                                       f"empty in reply; asking again failed: {reason}"))
+                rows.append(
+                    labels_row(
+                        isbn,
+                        book.partial,
+                        book.partial_fields,
+                        f"empty in reply; asking again failed: {reason}",
+                    )
+                )
             else:
                 failures.append({"isbn": isbn, "reason": reason, "attempts": book.attempts})
         return rows, failures
 
-    def _reply(self, job: _Job, ids: dict[str, str], reply: Completion, request: dict[str, Any],
-               est_prompt: int) -> _Outcome:
+    def _reply(
+        self,
+        job: _Job,
+        ids: dict[str, str],
+        reply: Completion,
+        request: dict[str, Any],
+        est_prompt: int,
+    ) -> _Outcome:
         estimated = reply.prompt_tokens is None or reply.completion_tokens is None
         pt = reply.prompt_tokens if reply.prompt_tokens is not None else est_prompt
-        ct = reply.completion_tokens if reply.completion_tokens is not None else prompt.estimate_tokens(reply.text or "")
+        ct = (
+            reply.completion_tokens
+            if reply.completion_tokens is not None
+            else prompt.estimate_tokens(reply.text or "")
+        )
         cost = (pt * self.price_in + ct * self.price_out) / 1e6
-        request.update(status="ok", http_status=200, prompt_tokens=pt, completion_tokens=ct,
-                       tokens_estimated=estimated, cost_usd=cost, latency_ms=reply.latency_s * 1000.0,
-                       mode=reply.mode)
+        request.update(
+            status="ok",
+            http_status=200,
+            prompt_tokens=pt,
+            completion_tokens=ct,
+            tokens_estimated=estimated,
+            cost_usd=cost,
+            latency_ms=reply.latency_s * 1000.0,
+            mode=reply.mode,
+        )
         self.stats.prompt_tokens += pt
         self.stats.completion_tokens += ct
         self.stats.cost_usd += cost
@@ -222,7 +275,7 @@ class Scheduler:
         except ReplyError as exc:
             request.update(status="unusable", error=str(exc))
             if reply.finish_reason == "length" and len(job.isbns) > 1:
-                half = (len(job.isbns) + 1) // 2   # cut off by max_tokens: smaller batches fit
+                half = (len(job.isbns) + 1) // 2  # cut off by max_tokens: smaller batches fit
                 return self._retry_split(job, half)
             return self._retry(job, f"unusable reply: {exc}", None)
         found = align(list(ids), items)
@@ -253,28 +306,32 @@ class Scheduler:
         if missing:
             self.stats.reasked += len(missing)
             retry = [i for i in missing if self._books[i].attempts < self.max_attempts]
-            rows, fails = self._end_exhausted([i for i in missing if i not in retry],
-                                              f"missing from {self._books[missing[0]].attempts} replies")
+            rows, fails = self._end_exhausted(
+                [i for i in missing if i not in retry],
+                f"missing from {self._books[missing[0]].attempts} replies",
+            )
             out.rows += rows
             out.failures += fails
-            size = max(1, min(len(retry), len(job.isbns) // 2))   # smaller batches than the one that lost them
+            size = max(
+                1, min(len(retry), len(job.isbns) // 2)
+            )  # smaller batches than the one that lost them
             if retry and self.max_attempts - max(self._books[i].attempts for i in retry) <= 1:
-                size = 1                                           # last try: alone
+                size = 1  # last try: alone
             for i in range(0, len(retry), size):
-                out.requeue.append((_Job(retry[i:i + size], job.refill), 0.0))
+                out.requeue.append((_Job(retry[i : i + size], job.refill), 0.0))
         return out
 
     def _retry_split(self, job: _Job, size: int) -> _Outcome:
         out = _Outcome()
         for i in range(0, len(job.isbns), size):
-            out.requeue.append((_Job(job.isbns[i:i + size], job.refill), 0.0))
+            out.requeue.append((_Job(job.isbns[i : i + size], job.refill), 0.0))
         self.stats.retries += 1
         return out
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
     def _finish(self, out: _Outcome, request: dict[str, Any]) -> None:
-        self.sink.commit(out.rows, out.failures, request)   # committed before anything else happens
+        self.sink.commit(out.rows, out.failures, request)  # committed before anything else happens
         for row in out.rows:
             self._books.pop(row["isbn"], None)
             self.stats.done += 1
@@ -288,7 +345,9 @@ class Scheduler:
             if delay <= 0:
                 self._queue.put_nowait(job)
             else:
-                self._timers.append(asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, job))
+                self._timers.append(
+                    asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, job)
+                )
         if self.progress:
             self.progress(self.stats)
         if self._open <= 0:

@@ -9,12 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 FIELDS: tuple[str, ...] = ("genre", "category", "theme", "tone", "audience")
 ALL_FIELDS: tuple[str, ...] = ("summary", *FIELDS)
-MAX_LABELS = 5          # per field; more is noise, and it bounds what a runaway reply can store
+MAX_LABELS = 5  # per field; more is noise, and it bounds what a runaway reply can store
 MAX_LABEL_CHARS = 60
 MAX_SUMMARY_CHARS = 1000
 
 _SPACE = re.compile(r"\s+")
-_TRIM = " .,;:\"'`"  # stripped from both ends, together, so a second pass finds nothing more to strip
+_TRIM = (
+    " .,;:\"'`"  # stripped from both ends, together, so a second pass finds nothing more to strip
+)
 _ACRONYM = re.compile(r"^[A-Z0-9]{2,5}$")  # YA, LGBTQ, WWII: keep as written
 
 
@@ -22,7 +24,7 @@ def _word(word: str) -> str:
     if _ACRONYM.match(word):
         return word
     # Only the first letter changes case: "children's" -> "Children's", not str.title()'s "Children'S".
-    return word[:1].title() + word[1:].lower()   # title(): "ß" -> "Ss", stable on a second pass
+    return word[:1].title() + word[1:].lower()  # title(): "ß" -> "Ss", stable on a second pass
 
 
 def normalize_label(raw: Any) -> str:
@@ -101,7 +103,11 @@ def reply_json_schema() -> dict[str, Any]:
     labels = {"type": "array", "items": {"type": "string"}}
     item = {
         "type": "object",
-        "properties": {"id": {"type": "string"}, "summary": {"type": "string"}, **{f: labels for f in FIELDS}},
+        "properties": {
+            "id": {"type": "string"},
+            "summary": {"type": "string"},
+            **{f: labels for f in FIELDS},
+        },
         "required": ["id", *ALL_FIELDS],
         "additionalProperties": False,
     }
@@ -118,6 +124,10 @@ def response_format(mode: str) -> dict[str, Any]:
     if mode == "json_schema":
         return {
             "type": "json_schema",
-            "json_schema": {"name": "book_enrichment", "strict": True, "schema": reply_json_schema()},
+            "json_schema": {
+                "name": "book_enrichment",
+                "strict": True,
+                "schema": reply_json_schema(),
+            },
         }
     return {"type": "json_object"}

@@ -18,29 +18,33 @@ _PRIVATE = {"api_key"}
 class EnrichSettings:
     """How books get their summary/genre/category/theme/tone/audience."""
 
-    provider: Literal["auto", "openai", "zero-shot"] = "auto"   # auto: openai when an API is configured
-    model: str | None = None              # default gpt-4o-mini (openai) / all-MiniLM-L6-v2 (zero-shot)
-    base_url: str | None = None           # else $OPENAI_BASE_URL, else api.openai.com
-    api_key: str | None = field(default=None, repr=False)   # else $OPENAI_API_KEY; never stored or shown
-    limit: int | None = None              # at most this many books this run
-    only_missing: bool = False            # skip books enriched by any source/prompt, not only the current one
+    provider: Literal["auto", "openai", "zero-shot"] = (
+        "auto"  # auto: openai when an API is configured
+    )
+    model: str | None = None  # default gpt-4o-mini (openai) / all-MiniLM-L6-v2 (zero-shot)
+    base_url: str | None = None  # else $OPENAI_BASE_URL, else api.openai.com
+    api_key: str | None = field(
+        default=None, repr=False
+    )  # else $OPENAI_API_KEY; never stored or shown
+    limit: int | None = None  # at most this many books this run
+    only_missing: bool = False  # skip books enriched by any source/prompt, not only the current one
     dry_run: bool = False
-    batch_size: int = 8                   # books per request
-    concurrency: int = 8                  # requests in flight
-    rpm: int = 500                        # client-side budgets (0: none); the server's x-ratelimit-* lower them
+    batch_size: int = 8  # books per request
+    concurrency: int = 8  # requests in flight
+    rpm: int = 500  # client-side budgets (0: none); the server's x-ratelimit-* lower them
     tpm: int = 200_000
-    request_timeout: float = 60.0         # seconds per HTTP request
-    max_attempts: int = 5                 # requests that may include one book before it is recorded failed
-    backoff_base: float = 0.5             # seconds; exponential with full jitter, capped at backoff_max
+    request_timeout: float = 60.0  # seconds per HTTP request
+    max_attempts: int = 5  # requests that may include one book before it is recorded failed
+    backoff_base: float = 0.5  # seconds; exponential with full jitter, capped at backoff_max
     backoff_max: float = 30.0
     structured_output: Literal["auto", "json_schema", "json_object"] = "auto"
-    temperature: float | None = 0.0       # None: leave it out (models that only take their default)
-    price_input_per_mtok: float = 0.15    # USD per million prompt tokens (gpt-4o-mini list price)
+    temperature: float | None = 0.0  # None: leave it out (models that only take their default)
+    price_input_per_mtok: float = 0.15  # USD per million prompt tokens (gpt-4o-mini list price)
     price_output_per_mtok: float = 0.60
-    seed: int = 0                         # for backoff jitter
-    zs_batch_size: int = 256              # zero-shot: texts per encoder batch
-    zs_threads: int = 0                   # zero-shot: torch threads (0 = torch's default)
-    zs_chunk: int = 8192                  # zero-shot: books labelled and committed together
+    seed: int = 0  # for backoff jitter
+    zs_batch_size: int = 256  # zero-shot: texts per encoder batch
+    zs_threads: int = 0  # zero-shot: torch threads (0 = torch's default)
+    zs_chunk: int = 8192  # zero-shot: books labelled and committed together
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "concurrency", "max_attempts", "zs_batch_size", "zs_chunk"):
@@ -54,7 +58,9 @@ class EnrichSettings:
         if self.provider != "auto":
             return self.provider
         env = os.environ if environ is None else environ
-        configured = self.api_key or self.base_url or env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")
+        configured = (
+            self.api_key or self.base_url or env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL")
+        )
         return "openai" if configured else "zero-shot"
 
     def resolved_model(self, provider: str) -> str:

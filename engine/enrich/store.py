@@ -12,22 +12,42 @@ from engine import db
 from engine.enrich.prompt import BookRef
 
 _ROW_SCHEMA = {
-    "isbn": pl.Utf8, "summary": pl.Utf8, "genre": pl.List(pl.Utf8), "category": pl.List(pl.Utf8),
-    "theme": pl.List(pl.Utf8), "tone": pl.List(pl.Utf8), "audience": pl.List(pl.Utf8),
-    "empty_fields": pl.List(pl.Utf8), "empty_reason": pl.Utf8,
+    "isbn": pl.Utf8,
+    "summary": pl.Utf8,
+    "genre": pl.List(pl.Utf8),
+    "category": pl.List(pl.Utf8),
+    "theme": pl.List(pl.Utf8),
+    "tone": pl.List(pl.Utf8),
+    "audience": pl.List(pl.Utf8),
+    "empty_fields": pl.List(pl.Utf8),
+    "empty_reason": pl.Utf8,
 }
-_INCOMING = "_enrich_incoming"   # the name sql/queries/enrich.sql reads new rows from
+_INCOMING = "_enrich_incoming"  # the name sql/queries/enrich.sql reads new rows from
 
 
-def pending_books(con: duckdb.DuckDBPyConnection, source: str, prompt_version: str, *,
-                  only_missing: bool = False, limit: int | None = None) -> list[BookRef]:
+def pending_books(
+    con: duckdb.DuckDBPyConnection,
+    source: str,
+    prompt_version: str,
+    *,
+    only_missing: bool = False,
+    limit: int | None = None,
+) -> list[BookRef]:
     """Books that still need enrichment by `source` under `prompt_version` (in ISBN order)."""
-    frame = db.query(con, "enrich_pending_books", {
-        "source": source, "prompt_version": prompt_version, "only_missing": only_missing,
-        "limit": limit,
-    })
-    return [BookRef(r["isbn"], r["title"], r["author"], r["year"], r["publisher"])
-            for r in frame.iter_rows(named=True)]
+    frame = db.query(
+        con,
+        "enrich_pending_books",
+        {
+            "source": source,
+            "prompt_version": prompt_version,
+            "only_missing": only_missing,
+            "limit": limit,
+        },
+    )
+    return [
+        BookRef(r["isbn"], r["title"], r["author"], r["year"], r["publisher"])
+        for r in frame.iter_rows(named=True)
+    ]
 
 
 def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
@@ -35,14 +55,18 @@ def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=_ROW_SCHEMA)
 
 
-def write_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, source: str, prompt_version: str) -> None:
+def write_rows(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, source: str, prompt_version: str
+) -> None:
     """Upsert enrichment rows and clear their failure records; call inside a transaction."""
     if frame.is_empty():
         return
     con.register(_INCOMING, frame.to_arrow())
     try:
         db.execute(con, "enrich_delete_incoming")
-        db.execute(con, "enrich_insert_incoming", {"source": source, "prompt_version": prompt_version})
+        db.execute(
+            con, "enrich_insert_incoming", {"source": source, "prompt_version": prompt_version}
+        )
         db.execute(con, "enrich_clear_failures")
     finally:
         con.unregister(_INCOMING)
@@ -51,14 +75,30 @@ def write_rows(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, source: str,
 class DuckSink:
     """Commits each finished request (rows, failures, usage) in one transaction as it arrives."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, *, run_id: str, source: str, prompt_version: str,
-                 on_commit: Callable[[int], None] | None = None):
-        self.con, self.run_id, self.source, self.prompt_version = con, run_id, source, prompt_version
-        self.on_commit = on_commit   # test hook: called with the number of commits so far
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        run_id: str,
+        source: str,
+        prompt_version: str,
+        on_commit: Callable[[int], None] | None = None,
+    ):
+        self.con, self.run_id, self.source, self.prompt_version = (
+            con,
+            run_id,
+            source,
+            prompt_version,
+        )
+        self.on_commit = on_commit  # test hook: called with the number of commits so far
         self.commits = 0
 
-    def commit(self, rows: list[dict[str, Any]], failures: list[dict[str, Any]],
-               request: dict[str, Any] | None) -> None:
+    def commit(
+        self,
+        rows: list[dict[str, Any]],
+        failures: list[dict[str, Any]],
+        request: dict[str, Any] | None,
+    ) -> None:
         """Write one batch's outcome atomically."""
         base = {"source": self.source, "prompt_version": self.prompt_version, "run_id": self.run_id}
         with db.transaction(self.con):
@@ -66,11 +106,23 @@ class DuckSink:
             for fail in failures:
                 db.execute(self.con, "enrich_record_failure", {**base, **fail})
             if request is not None:
-                db.execute(self.con, "enrich_record_request", {
-                    "run_id": self.run_id, "source": self.source, "http_status": None, "error": None,
-                    "mode": None, "prompt_tokens": 0, "completion_tokens": 0, "tokens_estimated": False,
-                    "cost_usd": 0.0, "latency_ms": None, **request,
-                })
+                db.execute(
+                    self.con,
+                    "enrich_record_request",
+                    {
+                        "run_id": self.run_id,
+                        "source": self.source,
+                        "http_status": None,
+                        "error": None,
+                        "mode": None,
+                        "prompt_tokens": 0,
+                        "completion_tokens": 0,
+                        "tokens_estimated": False,
+                        "cost_usd": 0.0,
+                        "latency_ms": None,
+                        **request,
+                    },
+                )
         self.commits += 1
         if self.on_commit:
             self.on_commit(self.commits)
@@ -81,6 +133,10 @@ def run_usage(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
     return db.query(con, "enrich_run_usage", {"run_id": run_id}).row(0, named=True)
 
 
-def count_current(con: duckdb.DuckDBPyConnection, source: str, prompt_version: str) -> dict[str, Any]:
+def count_current(
+    con: duckdb.DuckDBPyConnection, source: str, prompt_version: str
+) -> dict[str, Any]:
     """How many books carry an enrichment from `source` under `prompt_version`, and the latest time."""
-    return db.query(con, "enrich_count_current", {"source": source, "prompt_version": prompt_version}).row(0, named=True)
+    return db.query(
+        con, "enrich_count_current", {"source": source, "prompt_version": prompt_version}
+    ).row(0, named=True)

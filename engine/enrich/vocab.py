@@ -137,7 +137,11 @@ AUDIENCE: dict[str, str] = {
 }
 
 VOCABULARIES: dict[str, dict[str, str]] = {
-    "genre": GENRE, "category": CATEGORY, "theme": THEME, "tone": TONE, "audience": AUDIENCE,
+    "genre": GENRE,
+    "category": CATEGORY,
+    "theme": THEME,
+    "tone": TONE,
+    "audience": AUDIENCE,
 }
 
 

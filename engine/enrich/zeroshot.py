@@ -34,7 +34,7 @@ RULES: dict[str, FieldRule] = {
     "tone": FieldRule(0.18, 0.03, 2),
     "audience": FieldRule(0.18, 0.03, 2),
 }
-load_encoder = embed.load_encoder   # the facets stage reuses the same cached model
+load_encoder = embed.load_encoder  # the facets stage reuses the same cached model
 
 
 def prompt_version(rules: dict[str, FieldRule] = RULES) -> str:
@@ -45,7 +45,12 @@ def prompt_version(rules: dict[str, FieldRule] = RULES) -> str:
 
 def book_text(book: BookRef, summary: str | None = None) -> str:
     """What gets embedded for a book: 'title, author, publisher, year' (+ summary when there is one)."""
-    parts = [book.title or "", book.author or "", book.publisher or "", str(book.year) if book.year else ""]
+    parts = [
+        book.title or "",
+        book.author or "",
+        book.publisher or "",
+        str(book.year) if book.year else "",
+    ]
     text = ", ".join(p.strip() for p in parts if p and p.strip())
     return f"{text}. {summary}" if summary else text
 
@@ -57,15 +62,23 @@ def pick_labels(scores: np.ndarray, labels: Sequence[str], rule: FieldRule) -> l
     order = np.argsort(-scores, axis=1, kind="stable")[:, : rule.max_labels]
     top = np.take_along_axis(scores, order, axis=1)
     keep = (top >= rule.threshold) & (top >= top[:, :1] - rule.margin)
-    return [[labels[j] for j, k in zip(row_order, row_keep, strict=True) if k]
-            for row_order, row_keep in zip(order, keep, strict=True)]
+    return [
+        [labels[j] for j, k in zip(row_order, row_keep, strict=True) if k]
+        for row_order, row_keep in zip(order, keep, strict=True)
+    ]
 
 
 class ZeroShotLabeller:
     """Labels books for every field from one embedding per book; no summaries are invented."""
 
-    def __init__(self, model: str | None = None, *, batch_size: int = 256, threads: int | None = None,
-                 rules: dict[str, FieldRule] | None = None):
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        batch_size: int = 256,
+        threads: int | None = None,
+        rules: dict[str, FieldRule] | None = None,
+    ):
         self.model, self.batch_size, self.threads = model, batch_size, threads or None
         self.rules = rules or RULES
         self._label_vecs: dict[str, tuple[list[str], np.ndarray]] = {}
@@ -73,8 +86,10 @@ class ZeroShotLabeller:
     def _labels(self, field: str) -> tuple[list[str], np.ndarray]:
         if field not in self._label_vecs:
             labels, texts = vocab.label_texts(field)
-            self._label_vecs[field] = (labels, embed.encode(texts, self.batch_size, model=self.model,
-                                                            threads=self.threads))
+            self._label_vecs[field] = (
+                labels,
+                embed.encode(texts, self.batch_size, model=self.model, threads=self.threads),
+            )
         return self._label_vecs[field]
 
     def scores(self, vectors: np.ndarray, field: str) -> tuple[list[str], np.ndarray]:
@@ -84,13 +99,19 @@ class ZeroShotLabeller:
 
     def embed_books(self, books: Sequence[BookRef]) -> np.ndarray:
         """Normalised embeddings of the books' catalogue lines."""
-        return embed.encode([book_text(b) for b in books], self.batch_size, model=self.model,
-                            threads=self.threads)
+        return embed.encode(
+            [book_text(b) for b in books], self.batch_size, model=self.model, threads=self.threads
+        )
 
-    def label(self, books: Sequence[BookRef], progress: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+    def label(
+        self, books: Sequence[BookRef], progress: Callable[[int], None] | None = None
+    ) -> list[dict[str, Any]]:
         """book_enrichment rows (summary NULL, 0-3 labels per field) for `books`."""
         vectors = self.embed_books(books)
-        picked = {f: pick_labels(self.scores(vectors, f)[1], self._labels(f)[0], self.rules[f]) for f in FIELDS}
+        picked = {
+            f: pick_labels(self.scores(vectors, f)[1], self._labels(f)[0], self.rules[f])
+            for f in FIELDS
+        }
         rows = []
         for i, book in enumerate(books):
             row: dict[str, Any] = {"isbn": book.isbn, "summary": None}

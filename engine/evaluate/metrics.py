@@ -36,7 +36,9 @@ def mask_rows(scores: torch.Tensor, m: sp.csr_matrix, users: np.ndarray) -> None
         return
     rows = np.repeat(np.arange(len(users), dtype=np.int64), np.diff(sub.indptr))
     cols = sub.indices.astype(np.int64)
-    scores[torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)] = -math.inf
+    scores[
+        torch.from_numpy(rows).to(scores.device), torch.from_numpy(cols).to(scores.device)
+    ] = -math.inf
 
 
 def full_ranking(
@@ -73,7 +75,9 @@ def full_ranking(
         with torch.no_grad():
             scores = score_fn(torch.from_numpy(batch).to(device)).float()
             if scores._base is not None or not scores.is_contiguous():
-                scores = scores.clone()  # a view of the model's own memory: never mask that in place
+                scores = (
+                    scores.clone()
+                )  # a view of the model's own memory: never mask that in place
             mask_rows(scores, train, batch)
             top = torch.topk(scores, kmax, dim=1).indices.cpu().numpy().astype(np.int64)
         hits = contains(test_keys, batch[:, None] * n_items + top).astype(np.float64)

@@ -38,14 +38,20 @@ class FacetSettings:
     k_tries: int = 12  # at most this many k values are fitted per field
     silhouette_sample: int = 3000
     k_tolerance: float = 0.01  # prefer the smallest k whose silhouette is this close to the best
-    min_silhouette: float = 0.25  # below it (and <= k_max labels) every distinct label is its own facet
+    min_silhouette: float = (
+        0.25  # below it (and <= k_max labels) every distinct label is its own facet
+    )
     label_template: str = "a {} book"  # what is embedded per label; context sharpens short labels
-    weight_power: float = 0.0  # KMeans sample weight = n_books ** power (0: every label counts once)
+    weight_power: float = (
+        0.0  # KMeans sample weight = n_books ** power (0: every label counts once)
+    )
     n_init: int = 3
     seed: int = 0
     batch_size: int = 256
     threads: int | None = None  # torch threads for embedding (None: torch's default)
-    cluster_threads: int = 1  # BLAS/OpenMP threads for KMeans + silhouette (1 is fastest for small fits)
+    cluster_threads: int = (
+        1  # BLAS/OpenMP threads for KMeans + silhouette (1 is fastest for small fits)
+    )
 
     def __post_init__(self) -> None:
         for f in FIELDS:
@@ -60,10 +66,17 @@ class FacetSettings:
     def field_options(self, field: str) -> dict:
         """Keyword arguments of normalise.normalise_field for one field."""
         return {
-            "k_fixed": self.k_for(field), "k_min": self.k_min, "k_max": self.k_max, "max_tries": self.k_tries,
-            "sample": self.silhouette_sample, "seed": self.seed, "n_init": self.n_init,
-            "tolerance": self.k_tolerance, "min_silhouette": self.min_silhouette,
-            "template": self.label_template, "weight_power": self.weight_power,
+            "k_fixed": self.k_for(field),
+            "k_min": self.k_min,
+            "k_max": self.k_max,
+            "max_tries": self.k_tries,
+            "sample": self.silhouette_sample,
+            "seed": self.seed,
+            "n_init": self.n_init,
+            "tolerance": self.k_tolerance,
+            "min_silhouette": self.min_silhouette,
+            "template": self.label_template,
+            "weight_power": self.weight_power,
             "cluster_threads": self.cluster_threads,
         }
 
@@ -110,7 +123,8 @@ def run(
     inputs = _inputs(con)
     if inputs["n_books"] == 0:
         raise StageNotReadyError(
-            "book_enrichment is empty: no labels to turn into facets", where="book_enrichment",
+            "book_enrichment is empty: no labels to turn into facets",
+            where="book_enrichment",
             hint="Run `bookrec enrich` first",
         )
     params = config.as_dict(settings)
@@ -128,16 +142,35 @@ def run(
         results.append(res)
     mappings = {r.field: r.mapping for r in results}
     labels_out = pl.concat(
-        [r.mapping.select(pl.lit(r.field).alias("field"), "raw_label", "cluster_id", "label") for r in results]
+        [
+            r.mapping.select(pl.lit(r.field).alias("field"), "raw_label", "cluster_id", "label")
+            for r in results
+        ]
     )
     facets_out = book_facets(labels, mappings)
     label = encoder_label(settings, encoder)
     runs = pl.DataFrame(
-        [{**{c: v for c, v in r.run.items() if c != "seconds"}, "k_scores": json.dumps(r.run["k_scores"]),
-          "model": label, "seed": settings.seed} for r in results],
-        schema={"field": pl.Utf8, "n_books": pl.Int32, "n_raw": pl.Int32, "n_keys": pl.Int32, "k": pl.Int32,
-                "k_source": pl.Utf8, "silhouette": pl.Float64, "k_scores": pl.Utf8, "model": pl.Utf8,
-                "seed": pl.Int32},
+        [
+            {
+                **{c: v for c, v in r.run.items() if c != "seconds"},
+                "k_scores": json.dumps(r.run["k_scores"]),
+                "model": label,
+                "seed": settings.seed,
+            }
+            for r in results
+        ],
+        schema={
+            "field": pl.Utf8,
+            "n_books": pl.Int32,
+            "n_raw": pl.Int32,
+            "n_keys": pl.Int32,
+            "k": pl.Int32,
+            "k_source": pl.Utf8,
+            "silhouette": pl.Float64,
+            "k_scores": pl.Utf8,
+            "model": pl.Utf8,
+            "seed": pl.Int32,
+        },
     )
     for r in results:
         seconds[r.field] = r.run["seconds"]
@@ -161,24 +194,32 @@ def run(
 
 def encoder_label(settings: FacetSettings, encoder: Encoder | None) -> str:
     """The model name recorded with the run; injected encoders (tests) are named as such."""
-    return model_label(settings.model) if encoder is None else getattr(encoder, "__name__", "custom")
+    return (
+        model_label(settings.model) if encoder is None else getattr(encoder, "__name__", "custom")
+    )
 
 
 def _describe(run: dict) -> str:
     sil = f", silhouette {run['silhouette']:.3f}" if run["silhouette"] is not None else ""
-    return (f"{run['field']}: {run['n_raw']} raw labels ({run['n_keys']} distinct) on {run['n_books']} books"
-            f" -> {run['k']} facets ({run['k_source']}{sil})")
+    return (
+        f"{run['field']}: {run['n_raw']} raw labels ({run['n_keys']} distinct) on {run['n_books']} books"
+        f" -> {run['k']} facets ({run['k_source']}{sil})"
+    )
 
 
 def report_data(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
     """Everything the facets report draws, read through named queries (used by app.report)."""
     if db.fetch(con, "SELECT count(*) AS n FROM book_facets")["n"][0] == 0:
-        raise StageNotReadyError("no facets yet", where="book_facets", hint="Run `bookrec facets` first")
+        raise StageNotReadyError(
+            "no facets yet", where="book_facets", hint="Run `bookrec facets` first"
+        )
     return {
         "runs": db.query(con, "facet_runs_all"),
         "counts": db.query(con, "facet_counts_all"),
         "alignment": db.query(con, "facet_alignment", {"field": "genre"}),
-        "triples": db.query(con, "facet_triples", {"x_field": "genre", "y_field": "audience", "z_field": "tone"}),
+        "triples": db.query(
+            con, "facet_triples", {"x_field": "genre", "y_field": "audience", "z_field": "tone"}
+        ),
         **{
             f"pair:{a}:{b}": db.query(con, "facet_pair_counts", {"field_a": a, "field_b": b})
             for a, b in REPORT_PAIRS
@@ -187,5 +228,10 @@ def report_data(con: duckdb.DuckDBPyConnection) -> dict[str, pl.DataFrame]:
 
 
 # Field pairs drawn as co-occurrence heatmaps in the report.
-REPORT_PAIRS = [("genre", "tone"), ("genre", "audience"), ("genre", "theme"), ("category", "audience"),
-                ("theme", "tone")]
+REPORT_PAIRS = [
+    ("genre", "tone"),
+    ("genre", "audience"),
+    ("genre", "theme"),
+    ("category", "audience"),
+    ("theme", "tone"),
+]

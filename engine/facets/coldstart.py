@@ -38,12 +38,19 @@ def facet_search(
     k: int = 50,
 ) -> pl.DataFrame:
     """Books matching the facet filters (OR within a field, AND across fields), best Bayesian score first."""
-    params = {"filters": filter_list(filters), "year_min": year_min, "year_max": year_max,
-              "min_ratings": min_ratings, "k": k}
+    params = {
+        "filters": filter_list(filters),
+        "year_min": year_min,
+        "year_max": year_max,
+        "min_ratings": min_ratings,
+        "k": k,
+    }
     return db.query(con, "facet_search_books", params)
 
 
-def for_new_reader(con: duckdb.DuckDBPyConnection, filters: Filters | None, k: int = 20) -> pl.DataFrame:
+def for_new_reader(
+    con: duckdb.DuckDBPyConnection, filters: Filters | None, k: int = 20
+) -> pl.DataFrame:
     """A reader with no ratings: the most popular books within the facets they chose."""
     return facet_search(con, filters, k=k)
 
@@ -51,24 +58,40 @@ def for_new_reader(con: duckdb.DuckDBPyConnection, filters: Filters | None, k: i
 def recommend_by_content(con: duckdb.DuckDBPyConnection, user_id: int, k: int = 20) -> pl.DataFrame:
     """Unread books closest to the reader's content profile; unrated (new) books compete equally."""
     out = db.query(con, "content_recommend_user", {"user_id": user_id, "k": k})
-    if out.is_empty() and db.fetch(con, "SELECT 1 FROM user_content_profiles WHERE user_id = $u",
-                                   {"u": user_id}).is_empty():
-        raise UnknownEntityError(f"reader {user_id} has no content profile", where="user_content_profiles",
-                                 hint="Run `bookrec content`, or use popular books for new readers")
+    if (
+        out.is_empty()
+        and db.fetch(
+            con, "SELECT 1 FROM user_content_profiles WHERE user_id = $u", {"u": user_id}
+        ).is_empty()
+    ):
+        raise UnknownEntityError(
+            f"reader {user_id} has no content profile",
+            where="user_content_profiles",
+            hint="Run `bookrec content`, or use popular books for new readers",
+        )
     return out
 
 
 def readers_for_book(con: duckdb.DuckDBPyConnection, isbn: str, k: int = 20) -> pl.DataFrame:
     """Readers whose history is closest to a (possibly never rated) book in content space."""
     out = db.query(con, "cold_start_book_readers", {"isbn": isbn, "k": k})
-    if out.is_empty() and db.fetch(con, "SELECT 1 FROM book_content_embeddings WHERE isbn = $i",
-                                   {"i": isbn}).is_empty():
-        raise UnknownEntityError(f"book {isbn} has no content embedding", where="book_content_embeddings",
-                                 hint="Run `bookrec content`")
+    if (
+        out.is_empty()
+        and db.fetch(
+            con, "SELECT 1 FROM book_content_embeddings WHERE isbn = $i", {"i": isbn}
+        ).is_empty()
+    ):
+        raise UnknownEntityError(
+            f"book {isbn} has no content embedding",
+            where="book_content_embeddings",
+            hint="Run `bookrec content`",
+        )
     return out
 
 
-def split_cold_books(interactions: pl.DataFrame, share: float, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def split_cold_books(
+    interactions: pl.DataFrame, share: float, seed: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Hide every interaction of a random `share` of the rated books: (train, held-out) interactions."""
     books = interactions["isbn"].unique().sort()
     rng = np.random.default_rng(seed)
@@ -100,7 +123,9 @@ def cold_book_recall(
 
     profiles = user_profiles(train, isbns, vectors)
     where = {isbn: i for i, isbn in enumerate(isbns)}
-    cold = [i for i in held_out["isbn"].unique().sort().to_list() if i in where]  # embedded ones only
+    cold = [
+        i for i in held_out["isbn"].unique().sort().to_list() if i in where
+    ]  # embedded ones only
     items = cold if candidates == "cold" else isbns
     col = {isbn: i for i, isbn in enumerate(items)}
     users = profiles["user_id"].to_numpy()
@@ -114,13 +139,22 @@ def cold_book_recall(
 
     test, seen = matrix(held_out), matrix(train)
     item_vec = torch.from_numpy(np.ascontiguousarray(vectors[[where[i] for i in items]]))
-    user_vec = torch.from_numpy(np.array(profiles["embedding"].to_numpy(), dtype=np.float32) if profiles.height
-                                else np.zeros((0, vectors.shape[1]), np.float32))
+    user_vec = torch.from_numpy(
+        np.array(profiles["embedding"].to_numpy(), dtype=np.float32)
+        if profiles.height
+        else np.zeros((0, vectors.shape[1]), np.float32)
+    )
     gen = torch.Generator().manual_seed(seed)
     content = full_ranking(lambda u: user_vec[u] @ item_vec.T, seen, test, ks=(k,))
-    rand = full_ranking(lambda u: torch.rand(len(u), len(items), generator=gen), seen, test, ks=(k,))
+    rand = full_ranking(
+        lambda u: torch.rand(len(u), len(items), generator=gen), seen, test, ks=(k,)
+    )
     return {
-        "recall_content": content[f"recall@{k}"], "recall_random": rand[f"recall@{k}"],
-        "hit_content": content[f"hit@{k}"], "hit_random": rand[f"hit@{k}"],
-        "n_users": content["n_users"], "n_candidates": float(len(items)), "n_cold_books": float(len(cold)),
+        "recall_content": content[f"recall@{k}"],
+        "recall_random": rand[f"recall@{k}"],
+        "hit_content": content[f"hit@{k}"],
+        "hit_random": rand[f"hit@{k}"],
+        "n_users": content["n_users"],
+        "n_candidates": float(len(items)),
+        "n_cold_books": float(len(cold)),
     }

@@ -39,6 +39,7 @@ def load(overrides: dict | None = None) -> ContentSettings:
 
 def content_texts(books: pl.DataFrame, max_summary_chars: int = 500) -> pl.DataFrame:
     """(isbn, text): "Title by Author (Publisher, Year). genre: ...; tone: .... Summary" per book."""
+
     def part(col: str) -> pl.Expr:
         return pl.col(col).cast(pl.Utf8).fill_null("").str.strip_chars()
 
@@ -80,7 +81,8 @@ def embed_books(
         if new.shape[1] != DIM:
             raise ConfigError(
                 f"content model gives {new.shape[1]}-dim vectors; book_content_embeddings holds FLOAT[{DIM}]",
-                where=model, hint="Use a 384-dimension model such as all-MiniLM-L6-v2",
+                where=model,
+                hint="Use a 384-dimension model such as all-MiniLM-L6-v2",
             )
         vectors[todo] = new
     out = frame.select("isbn", "text_hash", pl.lit(model).alias("model")).with_columns(
@@ -89,13 +91,20 @@ def embed_books(
     return out, int(todo.sum())
 
 
-def user_profiles(interactions: pl.DataFrame, isbns: list[str], vectors: np.ndarray) -> pl.DataFrame:
+def user_profiles(
+    interactions: pl.DataFrame, isbns: list[str], vectors: np.ndarray
+) -> pl.DataFrame:
     """(user_id, n_books, embedding): unit-length mean content vector of each reader's books."""
     index = pl.DataFrame({"isbn": isbns, "col": np.arange(len(isbns), dtype=np.int64)})
     pairs = interactions.join(index, on="isbn").select("user_id", "col")
     if pairs.is_empty():
-        return pl.DataFrame(schema={"user_id": pl.Int32, "n_books": pl.Int32,
-                                    "embedding": pl.Array(pl.Float32, DIM)})
+        return pl.DataFrame(
+            schema={
+                "user_id": pl.Int32,
+                "n_books": pl.Int32,
+                "embedding": pl.Array(pl.Float32, DIM),
+            }
+        )
     users, rows = np.unique(pairs["user_id"].to_numpy(), return_inverse=True)
     m = sp.csr_matrix(
         (np.ones(pairs.height, dtype=np.float32), (rows, pairs["col"].to_numpy())),
@@ -104,10 +113,12 @@ def user_profiles(interactions: pl.DataFrame, isbns: list[str], vectors: np.ndar
     sums = np.asarray(m @ vectors, dtype=np.float32)
     norms = np.linalg.norm(sums, axis=1, keepdims=True)
     profiles = sums / np.maximum(norms, 1e-12)
-    return pl.DataFrame({
-        "user_id": users.astype(np.int32),
-        "n_books": np.diff(m.indptr).astype(np.int32),
-    }).with_columns(pl.Series("embedding", profiles, dtype=pl.Array(pl.Float32, DIM)))
+    return pl.DataFrame(
+        {
+            "user_id": users.astype(np.int32),
+            "n_books": np.diff(m.indptr).astype(np.int32),
+        }
+    ).with_columns(pl.Series("embedding", profiles, dtype=pl.Array(pl.Float32, DIM)))
 
 
 def run(
@@ -123,10 +134,18 @@ def run(
     params = config.as_dict(settings)
     digest = db.query(con, "content_digest").row(0, named=True)
     if digest["n_books"] == 0:
-        raise StageNotReadyError("no books to embed", where="books", hint="Run `bookrec ingest` first")
-    label = model_label(settings.model) if encoder is None else getattr(encoder, "__name__", "custom")
-    inputs = {"facets": pipeline.upstream(con, "facets"), "enrich": pipeline.upstream(con, "enrich"),
-              "model": label, **digest}
+        raise StageNotReadyError(
+            "no books to embed", where="books", hint="Run `bookrec ingest` first"
+        )
+    label = (
+        model_label(settings.model) if encoder is None else getattr(encoder, "__name__", "custom")
+    )
+    inputs = {
+        "facets": pipeline.upstream(con, "facets"),
+        "enrich": pipeline.upstream(con, "enrich"),
+        "model": label,
+        **digest,
+    }
     fp = pipeline.fingerprint(params, inputs)
     if not force and pipeline.is_current(con, "content", fp):
         return {"status": "up to date", "fingerprint": fp}
@@ -135,13 +154,22 @@ def run(
     encode = encoder or default_encoder(settings.model, settings.batch_size, settings.threads)
     say(f"content: {texts.height:,} books to embed (unchanged ones are reused)")
     emb, n_new = embed_books(texts, db.query(con, "content_existing"), label, encode)
-    interactions = db.query(con, "content_interactions", {"min_rating": settings.profile_min_rating})
+    interactions = db.query(
+        con, "content_interactions", {"min_rating": settings.profile_min_rating}
+    )
     vectors = emb["embedding"].to_numpy() if emb.height else np.zeros((0, DIM), np.float32)
     profiles = user_profiles(interactions, emb["isbn"].to_list(), vectors)
-    summary = {"books": emb.height, "encoded": n_new, "reused": emb.height - n_new, "readers": profiles.height}
+    summary = {
+        "books": emb.height,
+        "encoded": n_new,
+        "reused": emb.height - n_new,
+        "readers": profiles.height,
+    }
     with db.transaction(con):
         db.replace_table(con, "book_content_embeddings", emb)
         db.replace_table(con, "user_content_profiles", profiles)
         pipeline.record(con, "content", fp, params, inputs, summary)
-    say(f"content: {n_new:,} encoded, {emb.height - n_new:,} reused, {profiles.height:,} reader profiles")
+    say(
+        f"content: {n_new:,} encoded, {emb.height - n_new:,} reused, {profiles.height:,} reader profiles"
+    )
     return {"status": "done", "fingerprint": fp, **summary}

@@ -73,7 +73,9 @@ def _kmeans(x: np.ndarray, w: np.ndarray, k: int, seed: int, n_init: int) -> np.
         # identical vectors (e.g. "Sci-Fi" vs "Sci Fi" after tokenising) can leave fewer distinct
         # points than k; sklearn warns and still returns k labels, which is what we want
         warnings.simplefilter("ignore")
-        return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(x, sample_weight=w)
+        return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(
+            x, sample_weight=w
+        )
 
 
 def choose_clusters(
@@ -95,12 +97,34 @@ def choose_clusters(
     # one BLAS/OpenMP thread: many small KMeans fits next to torch's thread pool on a busy
     # 2-core box ran 10-20x slower with the default threads (0.6 s vs 6-13 s for 330 labels)
     with threadpool_limits(threads):
-        return _choose(x, weights, k_fixed, k_min, k_max, max_tries, sample, seed, n_init, tolerance,
-                       min_silhouette)
+        return _choose(
+            x,
+            weights,
+            k_fixed,
+            k_min,
+            k_max,
+            max_tries,
+            sample,
+            seed,
+            n_init,
+            tolerance,
+            min_silhouette,
+        )
 
 
-def _choose(x: np.ndarray, weights: np.ndarray, k_fixed: int | None, k_min: int, k_max: int, max_tries: int,
-            sample: int, seed: int, n_init: int, tolerance: float, min_silhouette: float) -> KChoice:
+def _choose(
+    x: np.ndarray,
+    weights: np.ndarray,
+    k_fixed: int | None,
+    k_min: int,
+    k_max: int,
+    max_tries: int,
+    sample: int,
+    seed: int,
+    n_init: int,
+    tolerance: float,
+    min_silhouette: float,
+) -> KChoice:
     n = x.shape[0]
     if n == 0:
         return KChoice(np.zeros(0, dtype=np.int64), 0, "empty", None)
@@ -153,7 +177,9 @@ def _silhouette(x: np.ndarray, assign: np.ndarray, sample: int, seed: int) -> fl
     n_used = len(np.unique(assign))
     if n_used < 2 or n_used >= x.shape[0]:
         return None
-    size = sample if x.shape[0] > sample else None  # sampled silhouette keeps large fields O(sample^2)
+    size = (
+        sample if x.shape[0] > sample else None
+    )  # sampled silhouette keeps large fields O(sample^2)
     return float(silhouette_score(x, assign, metric="cosine", sample_size=size, random_state=seed))
 
 
@@ -173,8 +199,10 @@ def name_clusters(keys: pl.DataFrame, assignments: np.ndarray) -> pl.DataFrame:
 
 def _dedupe_names(named: pl.DataFrame) -> pl.DataFrame:
     """Two clusters headed by the same display name (rare: equal keys differ only in case) get suffixes."""
-    dup = named.select("cluster_id", "label").unique().with_columns(
-        pl.col("cluster_id").rank("ordinal").over("label").alias("nth")
+    dup = (
+        named.select("cluster_id", "label")
+        .unique()
+        .with_columns(pl.col("cluster_id").rank("ordinal").over("label").alias("nth"))
     )
     fixed = dup.with_columns(
         pl.when(pl.col("nth") > 1)
@@ -222,17 +250,32 @@ def normalise_field(
     # weight_power > 0 pulls centroids toward common labels (n_books ** power)
     weights = keys["n_books"].to_numpy().astype(np.float64) ** weight_power
     choice = choose_clusters(
-        vectors, weights, k_fixed=k_fixed, k_min=k_min, k_max=k_max,
-        max_tries=max_tries, sample=sample, seed=seed, n_init=n_init, tolerance=tolerance,
-        min_silhouette=min_silhouette, threads=cluster_threads,
+        vectors,
+        weights,
+        k_fixed=k_fixed,
+        k_min=k_min,
+        k_max=k_max,
+        max_tries=max_tries,
+        sample=sample,
+        seed=seed,
+        n_init=n_init,
+        tolerance=tolerance,
+        min_silhouette=min_silhouette,
+        threads=cluster_threads,
     )
     t2 = time.perf_counter()
     named = _dedupe_names(name_clusters(keys, choice.assignments)) if keys.height else None
     if named is None:
-        mapping = pl.DataFrame(schema={"raw_label": pl.Utf8, "cluster_id": pl.Int32, "label": pl.Utf8})
+        mapping = pl.DataFrame(
+            schema={"raw_label": pl.Utf8, "cluster_id": pl.Int32, "label": pl.Utf8}
+        )
     else:
         raw = rows.select("key", "raw_label").unique()
-        mapping = raw.join(named.select("key", "cluster_id", "label"), on="key").drop("key").sort("raw_label")
+        mapping = (
+            raw.join(named.select("key", "cluster_id", "label"), on="key")
+            .drop("key")
+            .sort("raw_label")
+        )
     run = {
         "field": field_name,
         "n_books": rows["isbn"].n_unique(),
@@ -255,4 +298,6 @@ def book_facets(labels: pl.DataFrame, mappings: dict[str, pl.DataFrame]) -> pl.D
     ]
     if not parts:
         return pl.DataFrame(schema={"isbn": pl.Utf8, "field": pl.Utf8, "label": pl.Utf8})
-    return pl.concat(parts).select("isbn", "field", "label").unique().sort(["isbn", "field", "label"])
+    return (
+        pl.concat(parts).select("isbn", "field", "label").unique().sort(["isbn", "field", "label"])
+    )

@@ -47,6 +47,7 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
 }
 _DELIMITERS = (";", ",", "\t", "|")
 _SNIFF_BYTES = 1 << 16
+_NON_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # what bytes.strip() removes
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ def decode(data: bytes, encoding: str) -> str:
 
 def detect_encoding(data: bytes) -> str:
     """utf-8 when the bytes are valid UTF-8, else cp1252 (the 2004 dump's Windows-1252)."""
+    if data.isascii():  # a few ms, against ~40 ms to decode 70 MB into a throwaway str
+        return "utf-8"
     try:
         data.decode("utf-8")
     except UnicodeDecodeError:
@@ -201,9 +204,9 @@ def load_bytes(source: str, path: Path) -> bytes:
             f"cannot read {source} file: {exc.strerror}", where=str(path)
         ) from None
     body = strip_bom(data)
-    if not body.strip():
+    # Search for the first non-blank byte instead of strip(): no copy of a 70 MB file.
+    if not _NON_BLANK.search(body):
         raise InputFileError(f"{source} file is empty", where=str(path))
-    rest = body[len(_first_line(body)) :].strip()
-    if not rest:
+    if not _NON_BLANK.search(body, len(_first_line(body))):
         raise InputFileError(f"{source} file has a header but no rows", where=str(path))
     return data

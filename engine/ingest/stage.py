@@ -8,6 +8,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -136,11 +137,17 @@ def load_inputs(
 ) -> Inputs:
     """Load and recognise the three files (InputFileError / FormatError on unusable ones)."""
     paths = {"books": Path(books), "users": Path(users), "ratings": Path(ratings)}
-    blobs, prints = {}, {}
-    for src, path in paths.items():
-        data = formats.load_bytes(src, path)
-        prints[src] = _file_fingerprint(path, data)
-        blobs[src] = formats.strip_bom(data)
+
+    def load(src: str) -> tuple[bytes, dict[str, Any]]:
+        data = formats.load_bytes(src, paths[src])
+        return formats.strip_bom(data), _file_fingerprint(paths[src], data)
+
+    # File reads and SHA-256 release the GIL: the three files load side by side. map() yields
+    # in order, so the first unusable file (books, users, ratings) is still the one reported.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        loaded = dict(zip(paths, pool.map(load, paths), strict=True))
+    blobs = {src: blob for src, (blob, _) in loaded.items()}
+    prints = {src: fp for src, (_, fp) in loaded.items()}
     fmts = {
         src: formats.sniff(src, paths[src], blobs[src], settings.format, settings.encoding)
         for src in paths
@@ -148,8 +155,17 @@ def load_inputs(
     return Inputs(paths, blobs, fmts, prints)
 
 
-def prepare(settings: IngestSettings, inputs: Inputs, progress: Progress | None = None) -> Prepared:
-    """Read and clean the three files into the frames `run` swaps in; touches no database."""
+def prepare(
+    settings: IngestSettings,
+    inputs: Inputs,
+    progress: Progress | None = None,
+    on_table: Callable[[str, pl.DataFrame], None] | None = None,
+) -> Prepared:
+    """Read and clean the three files into the frames `run` swaps in; touches no database.
+
+    `on_table(source, frame)` is called as soon as each cleaned table is ready, before the next
+    file is read, so that a caller can write it meanwhile.
+    """
     step = progress or (lambda _msg: None)
     max_year = settings.resolved()["max_year"]
     frames: dict[str, pl.DataFrame] = {}
@@ -164,13 +180,23 @@ def prepare(settings: IngestSettings, inputs: Inputs, progress: Progress | None 
         rejected.append(rows)
         counts[src] = _source_counts(result, cleaned, rows)
         frames[src] = cleaned.frame.drop("line")
-    r = frames["ratings"]
-    counts["ratings"]["unknown_book"] = int(
-        (~r["isbn"].is_in(frames["books"]["isbn"].implode())).sum()
+        if on_table is not None:
+            on_table(src, frames[src])
+    # One lazy select (run in parallel) rather than two eager, single-threaded Series ops.
+    known_books, known_users = (
+        frames["books"]["isbn"].implode(),
+        frames["users"]["user_id"].implode(),
     )
-    counts["ratings"]["unknown_user"] = int(
-        (~r["user_id"].is_in(frames["users"]["user_id"].implode())).sum()
+    unknown = (
+        frames["ratings"]
+        .lazy()
+        .select(
+            (~pl.col("isbn").is_in(known_books)).sum().alias("unknown_book"),
+            (~pl.col("user_id").is_in(known_users)).sum().alias("unknown_user"),
+        )
+        .collect()
     )
+    counts["ratings"] |= {k: int(v) for k, v in unknown.row(0, named=True).items()}
     counts["rejected_total"] = sum(sum(counts[s]["rejected"].values()) for s in frames)
     files = {
         src: {
@@ -203,12 +229,20 @@ def run(
     fp = pipeline.fingerprint(resolved, inputs.fingerprints)
     if not force and pipeline.is_current(con, STAGE, fp):
         return IngestResult(fp, skipped=True, seconds=time.perf_counter() - t0)
-    prep = prepare(settings, inputs, step)
     run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-    step(STEPS[-1])
     with db.transaction(con):
-        for src in ("books", "users", "ratings"):
-            db.replace_table(con, src, prep.frames[src])
+        # Each table is written while the next file is read and cleaned (DuckDB releases the
+        # GIL). Still one transaction: a failure in preparing or writing rolls it all back.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write") as writer:
+            writes: list[Future[int]] = []
+
+            def write(src: str, frame: pl.DataFrame) -> None:
+                writes.append(writer.submit(db.replace_table, con, src, frame))
+
+            prep = prepare(settings, inputs, step, on_table=write)
+            step(STEPS[-1])
+            for done in writes:
+                done.result()
         db.replace_table(
             con, "rejected_rows", prep.rejected.select(pl.lit(run_id).alias("run_id"), pl.all())
         )

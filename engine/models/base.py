@@ -34,7 +34,9 @@ class Dataset:
             if m is None:
                 continue
             if m.shape != (self.n_users, self.n_items):
-                raise ValueError(f"{name} has shape {m.shape}, expected {(self.n_users, self.n_items)}")
+                raise ValueError(
+                    f"{name} has shape {m.shape}, expected {(self.n_users, self.n_items)}"
+                )
             object.__setattr__(self, name, binarize(m))
 
     def fingerprint(self) -> str:
@@ -82,7 +84,9 @@ class Recommender(ABC):
         self.settings = settings if settings is not None else self.settings_cls()
 
     @abstractmethod
-    def fit(self, data: Dataset, settings: Any = None, *, callback: Callback | None = None) -> FitResult:
+    def fit(
+        self, data: Dataset, settings: Any = None, *, callback: Callback | None = None
+    ) -> FitResult:
         """Train (or compute) the model on `data.train`; `callback(epoch, metrics)` after each eval."""
 
     @abstractmethod
@@ -148,7 +152,9 @@ def settings_from_dict(cls: type, values: dict[str, Any]) -> Any:
     """A settings dataclass from its `config.as_dict` dump (lists back to tuples, strings to Path)."""
     from engine.config import load_settings
 
-    return load_settings(cls, "__state__", values, config_file=Path("/nonexistent/bookrec.toml"), environ={})
+    return load_settings(
+        cls, "__state__", values, config_file=Path("/nonexistent/bookrec.toml"), environ={}
+    )
 
 
 def from_state(state: dict[str, Any]) -> Recommender:

@@ -53,16 +53,29 @@ def run(
     if model_name not in TRAINED:  # training-free: one evaluation after fitting
         set_threads(model.settings.num_threads)
         t1 = time.perf_counter()
-        metrics = full_ranking(model.score, data.train, data.test, ks=ks, device=resolve_device(model.settings.device))
-        entry = {"epoch": 0, **metrics, "seconds": fit.train_seconds, "eval_seconds": time.perf_counter() - t1}
+        metrics = full_ranking(
+            model.score, data.train, data.test, ks=ks, device=resolve_device(model.settings.device)
+        )
+        entry = {
+            "epoch": 0,
+            **metrics,
+            "seconds": fit.train_seconds,
+            "eval_seconds": time.perf_counter() - t1,
+        }
         history.append(entry)
         if on_eval is not None:
             on_eval(entry)
     return {
         "model": model_name,
         "settings": as_dict(model.settings),
-        "data": {"train": str(train), "test": str(test), "n_users": data.n_users, "n_items": data.n_items,
-                 "n_train": int(data.train.nnz), "n_test": int(data.test.nnz)},
+        "data": {
+            "train": str(train),
+            "test": str(test),
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+            "n_train": int(data.train.nnz),
+            "n_test": int(data.test.nnz),
+        },
         "torch_threads": torch.get_num_threads(),
         "load_seconds": load_seconds,
         "fit_seconds": fit.train_seconds,

@@ -27,7 +27,9 @@ from engine.models.trainer import resolve_device, set_threads
 class GFCFSettings:
     """GF-CF: score = r R~^T R~ + alpha * r D^-1/2 V^T V D^1/2, V the top singular vectors of R~."""
 
-    alpha: float = 0.3  # weight of the ideal low-pass term (the paper's value); 0 = linear filter only
+    alpha: float = (
+        0.3  # weight of the ideal low-pass term (the paper's value); 0 = linear filter only
+    )
     svd_k: int = 256
     svd_method: str = "randomized"  # randomized (fast) or arpack (scipy svds, exact, slower)
     svd_iters: int = 8  # power iterations of the randomized SVD
@@ -41,7 +43,9 @@ class EASESettings:
     """EASE^R (Steck 2019): closed-form item-item weights B = I - P/diag(P), P = (X^T X + lambda I)^-1."""
 
     reg: float = 250.0
-    max_items: int = 20000  # a dense items x items inverse: refuse sizes that would not fit in memory
+    max_items: int = (
+        20000  # a dense items x items inverse: refuse sizes that would not fit in memory
+    )
     device: str = "auto"
     num_threads: int = 0
 
@@ -74,14 +78,20 @@ def _gfcf_parts(r: sp.csr_matrix, vt: np.ndarray | None) -> dict[str, Any]:
     d_u = _degree_inv_sqrt(np.asarray(r.sum(axis=1)).ravel())
     d_i = _degree_inv_sqrt(np.asarray(r.sum(axis=0)).ravel())
     norm = (sp.diags(d_u) @ r @ sp.diags(d_i)).tocsr().astype(np.float32)
-    parts: dict[str, Any] = {"train": r, "norm": norm, "gram": (norm.T @ norm).tocsr().astype(np.float32)}
+    parts: dict[str, Any] = {
+        "train": r,
+        "norm": norm,
+        "gram": (norm.T @ norm).tocsr().astype(np.float32),
+    }
     if vt is not None:
         sqrt_deg = np.zeros_like(d_i)
         sqrt_deg[d_i > 0] = 1.0 / d_i[d_i > 0]  # D^1/2; items never seen get 0, not inf
         parts["vt"] = vt
         # r_u D^-1/2 V^T for every user at once (sparse x dense), and V D^1/2: the ideal term is then
         # one [b, k] x [k, items] matmul per batch.
-        parts["user_low"] = torch.from_numpy(np.ascontiguousarray((r @ sp.diags(d_i)) @ vt.T, dtype=np.float32))
+        parts["user_low"] = torch.from_numpy(
+            np.ascontiguousarray((r @ sp.diags(d_i)) @ vt.T, dtype=np.float32)
+        )
         parts["item_low"] = torch.from_numpy(np.ascontiguousarray(vt * sqrt_deg, dtype=np.float32))
     return parts
 
@@ -97,7 +107,9 @@ class GFCF(Recommender):
         super().__init__(settings)
         self.parts: dict[str, Any] = {}
 
-    def fit(self, data: Dataset, settings: Any = None, *, callback: Callback | None = None) -> FitResult:
+    def fit(
+        self, data: Dataset, settings: Any = None, *, callback: Callback | None = None
+    ) -> FitResult:
         """Normalise R, form the sparse item-item filter, take the top singular vectors."""
         if settings is not None:
             self.settings = settings
@@ -115,7 +127,11 @@ class GFCF(Recommender):
         seconds = time.perf_counter() - t0
         if callback is not None:
             callback(0, {})
-        return FitResult(history=[{"epoch": 0, "loss": 0.0, "seconds": seconds}], best_epoch=0, train_seconds=seconds)
+        return FitResult(
+            history=[{"epoch": 0, "loss": 0.0, "seconds": seconds}],
+            best_epoch=0,
+            train_seconds=seconds,
+        )
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """r_u R~^T R~ (+ alpha * ideal low-pass) for a batch of users; runs on the CPU."""
@@ -144,7 +160,8 @@ class GFCF(Recommender):
         """Rebuild from `state()`; re-derives the item-item filter from the training CSR (seconds)."""
         model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
         r = sp.csr_matrix(
-            (np.ones(len(state["indices"]), np.float32), state["indices"], state["indptr"]), shape=state["shape"]
+            (np.ones(len(state["indices"]), np.float32), state["indices"], state["indptr"]),
+            shape=state["shape"],
         )
         model.parts = _gfcf_parts(r, state.get("vt"))
         return model
@@ -162,7 +179,9 @@ class EASE(Recommender):
         self.train: sp.csr_matrix | None = None
         self.weights: torch.Tensor | None = None
 
-    def fit(self, data: Dataset, settings: Any = None, *, callback: Callback | None = None) -> FitResult:
+    def fit(
+        self, data: Dataset, settings: Any = None, *, callback: Callback | None = None
+    ) -> FitResult:
         """B = I - P / diag(P) with P = (X^T X + reg I)^-1, diag(B) = 0."""
         if settings is not None:
             self.settings = settings
@@ -184,7 +203,11 @@ class EASE(Recommender):
         seconds = time.perf_counter() - t0
         if callback is not None:
             callback(0, {})
-        return FitResult(history=[{"epoch": 0, "loss": 0.0, "seconds": seconds}], best_epoch=0, train_seconds=seconds)
+        return FitResult(
+            history=[{"epoch": 0, "loss": 0.0, "seconds": seconds}],
+            best_epoch=0,
+            train_seconds=seconds,
+        )
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """r_u B for a batch of users."""
@@ -212,7 +235,8 @@ class EASE(Recommender):
         """Rebuild on the CPU from `state()`."""
         model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
         model.train = sp.csr_matrix(
-            (np.ones(len(state["indices"]), np.float32), state["indices"], state["indptr"]), shape=state["shape"]
+            (np.ones(len(state["indices"]), np.float32), state["indices"], state["indptr"]),
+            shape=state["shape"],
         )
         model.weights = state["weights"]
         return model

@@ -25,7 +25,9 @@ def normalized_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
 
 
 # torch marks sparse CSR as beta and warns once per process; the ops used here are stable.
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta", category=UserWarning)
+warnings.filterwarnings(
+    "ignore", message="Sparse CSR tensor support is in beta", category=UserWarning
+)
 
 
 def to_torch_csr(m: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -90,7 +92,9 @@ def has_edges(adj: sp.csr_matrix, n_users: int, pairs: sp.csr_matrix) -> int:
     return int(np.count_nonzero(vals))
 
 
-def slice_rows(a: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def slice_rows(
+    a: torch.Tensor, rows: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """a[rows] of a sparse CSR `a` as (crow, row position, column, value) arrays."""
     crow, col, val = a.crow_indices(), a.col_indices(), a.values()
     starts = crow[rows]
@@ -121,7 +125,9 @@ class RowPropagation(torch.autograd.Function):
         for _ in range(layers - 1):
             h = a @ h
             acc += h[rows]
-        sub = torch.sparse_csr_tensor(crow, col, val, size=(len(rows), a.shape[1]), device=a.device, check_invariants=False)
+        sub = torch.sparse_csr_tensor(
+            crow, col, val, size=(len(rows), a.shape[1]), device=a.device, check_invariants=False
+        )
         acc += sub @ h
         ctx.a, ctx.layers, ctx.n = a, layers, ego.shape[0]
         ctx.save_for_backward(rows, row_pos, col, val)
@@ -136,7 +142,12 @@ class RowPropagation(torch.autograd.Function):
         crow_t = torch.zeros(ctx.n + 1, dtype=col.dtype, device=col.device)
         crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n), 0)
         sub_t = torch.sparse_csr_tensor(
-            crow_t, row_pos[order], val[order], size=(ctx.n, len(rows)), device=g.device, check_invariants=False
+            crow_t,
+            row_pos[order],
+            val[order],
+            size=(ctx.n, len(rows)),
+            device=g.device,
+            check_invariants=False,
         )
         q = sub_t @ g
         q.index_add_(0, rows, g)  # the rows' own share at the last layer...
@@ -148,7 +159,9 @@ class RowPropagation(torch.autograd.Function):
         return None, q, None, None
 
 
-def propagate_rows(a: torch.Tensor, ego: torch.Tensor, rows: torch.Tensor, layers: int) -> tuple[torch.Tensor, torch.Tensor]:
+def propagate_rows(
+    a: torch.Tensor, ego: torch.Tensor, rows: torch.Tensor, layers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(final LightGCN embeddings, ego embeddings) of `rows` (unique ids), differentiable w.r.t. `ego`."""
     if layers == 0:
         e = ego[rows]

@@ -69,7 +69,9 @@ class LightGCNModule(nn.Module):
         """Final embeddings of every node (mean of layers 0..L)."""
         return propagate(self.adj, self.embedding.weight, self.layers)
 
-    def bpr_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> torch.Tensor:
+    def bpr_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float
+    ) -> torch.Tensor:
         """BPR + reg * 1/2 (|u0|^2 + |p0|^2 + |n0|^2) / batch, exactly the official LightGCN loss."""
         nodes = torch.cat([users, pos + self.n_users, neg + self.n_users])
         uniq, inverse = torch.unique(nodes, return_inverse=True)
@@ -96,13 +98,17 @@ class LightGCN(Recommender):
     def init_module(self, data: Dataset, device: torch.device) -> None:
         """Build the graph from the training interactions only and a freshly initialised module."""
         s = self.settings
-        self.module = LightGCNModule(data.n_users, data.n_items, s.dim, s.layers, s.init_std).to(device)
+        self.module = LightGCNModule(data.n_users, data.n_items, s.dim, s.layers, s.init_std).to(
+            device
+        )
         if s.layers > 0:
             self.module.adj = to_torch_csr(normalized_adjacency(data.train), device)
 
     def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """Loss of one batch of (user, positive, negative) triples."""
-        return self.module.bpr_loss(users, pos, neg[:, 0] if neg.dim() == 2 else neg, self.settings.reg)
+        return self.module.bpr_loss(
+            users, pos, neg[:, 0] if neg.dim() == 2 else neg, self.settings.reg
+        )
 
     def finalize(self) -> None:
         """Propagate once and cache the final user/item embeddings for scoring."""
@@ -111,7 +117,9 @@ class LightGCN(Recommender):
             final = self.module.propagate_all().detach()  # layers = 0 returns the parameter itself
         self._users, self._items = final[: self.module.n_users], final[self.module.n_users :]
 
-    def fit(self, data: Dataset, settings: Any = None, *, callback: Callback | None = None) -> FitResult:
+    def fit(
+        self, data: Dataset, settings: Any = None, *, callback: Callback | None = None
+    ) -> FitResult:
         """Train with the shared loop (early stopping, checkpoints); keeps the best evaluated weights."""
         if settings is not None:
             self.settings = settings
@@ -147,7 +155,9 @@ class LightGCN(Recommender):
         """Rebuild a fitted model from `state()`, on the CPU."""
         model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
         s = model.settings
-        model.module = LightGCNModule(state["n_users"], state["n_items"], s.dim, s.layers, s.init_std)
+        model.module = LightGCNModule(
+            state["n_users"], state["n_items"], s.dim, s.layers, s.init_std
+        )
         with torch.no_grad():
             model.module.embedding.weight.copy_(state["ego"])
         model._users, model._items = state["users"], state["items"]
@@ -160,4 +170,3 @@ class MF(LightGCN):
 
     name = "mf"
     settings_cls = MFSettings
-

@@ -30,7 +30,9 @@ class NCFSettings:
 
     dim: int = 32  # GMF and MLP embedding size
     mlp_layers: tuple[int, ...] = (64, 32, 16)
-    loss: str = "bce"  # bce: 1 positive + n_neg negatives as labels; bpr: pairwise on the first negative
+    loss: str = (
+        "bce"  # bce: 1 positive + n_neg negatives as labels; bpr: pairwise on the first negative
+    )
     n_neg: int = 4
     lr: float = 1e-3
     reg: float = 0.0  # L2 on the batch's embeddings, divided by the batch size
@@ -66,20 +68,31 @@ def _feature_ids(values: Any, n: int) -> tuple[torch.Tensor, int] | None:
 class NeuMF(nn.Module):
     """GMF (elementwise product) and MLP (concatenation) towers joined by one linear output."""
 
-    def __init__(self, n_users: int, n_items: int, s: NCFSettings, user_vocab: int = 0, item_vocab: int = 0):
+    def __init__(
+        self, n_users: int, n_items: int, s: NCFSettings, user_vocab: int = 0, item_vocab: int = 0
+    ):
         super().__init__()
         d = s.dim
         self.gmf_user, self.gmf_item = nn.Embedding(n_users, d), nn.Embedding(n_items, d)
         self.mlp_user, self.mlp_item = nn.Embedding(n_users, d), nn.Embedding(n_items, d)
         self.user_side = nn.Embedding(user_vocab, d) if user_vocab else None
         self.item_side = nn.Embedding(item_vocab, d) if item_vocab else None
-        for emb in (self.gmf_user, self.gmf_item, self.mlp_user, self.mlp_item, self.user_side, self.item_side):
+        for emb in (
+            self.gmf_user,
+            self.gmf_item,
+            self.mlp_user,
+            self.mlp_item,
+            self.user_side,
+            self.item_side,
+        ):
             if emb is not None:
                 nn.init.normal_(emb.weight, std=s.init_std)
         sizes = [2 * d, *s.mlp_layers]
         self.first_user = nn.Linear(d, sizes[1])  # the first MLP layer split per side, so scoring
         self.first_item = nn.Linear(d, sizes[1], bias=False)  # all items costs one matmul per side
-        self.mlp = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[1:-1], sizes[2:], strict=True))
+        self.mlp = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[1:-1], sizes[2:], strict=True)
+        )
         self.out = nn.Linear(d + sizes[-1], 1)
         self.register_buffer("user_feat", torch.zeros(n_users, dtype=torch.long), persistent=True)
         self.register_buffer("item_feat", torch.zeros(n_items, dtype=torch.long), persistent=True)
@@ -131,8 +144,16 @@ class NCF(Recommender):
         s = self.settings
         if s.loss not in ("bce", "bpr"):
             raise ConfigError(f"unknown ncf loss {s.loss!r}", hint="Use bce or bpr")
-        uf = _feature_ids(data.extras.get("user_features"), data.n_users) if s.side_features else None
-        itf = _feature_ids(data.extras.get("item_features"), data.n_items) if s.side_features else None
+        uf = (
+            _feature_ids(data.extras.get("user_features"), data.n_users)
+            if s.side_features
+            else None
+        )
+        itf = (
+            _feature_ids(data.extras.get("item_features"), data.n_items)
+            if s.side_features
+            else None
+        )
         self.module = NeuMF(data.n_users, data.n_items, s, uf[1] if uf else 0, itf[1] if itf else 0)
         if uf:
             self.module.user_feat.copy_(uf[0])
@@ -161,7 +182,9 @@ class NCF(Recommender):
         """Switch to eval mode; scoring needs no cache."""
         self.module.eval()
 
-    def fit(self, data: Dataset, settings: Any = None, *, callback: Callback | None = None) -> FitResult:
+    def fit(
+        self, data: Dataset, settings: Any = None, *, callback: Callback | None = None
+    ) -> FitResult:
         """Train with the shared loop (early stopping, checkpoints)."""
         if settings is not None:
             self.settings = settings
@@ -177,7 +200,10 @@ class NCF(Recommender):
             gi, hi = m.item_parts(torch.arange(n_items, device=device))
             gu, hu = m.user_parts(users)
             step = max(1, self.settings.score_chunk // (n_items * hi.shape[1]))
-            out = [m.head(gu[a : a + step, None] * gi, hu[a : a + step, None] + hi) for a in range(0, len(users), step)]
+            out = [
+                m.head(gu[a : a + step, None] * gi, hu[a : a + step, None] + hi)
+                for a in range(0, len(users), step)
+            ]
         return torch.cat(out) if out else torch.empty(0, n_items, device=device)
 
     def user_embeddings(self) -> np.ndarray | None:
@@ -205,7 +231,13 @@ class NCF(Recommender):
     def from_state(cls, state: dict[str, Any]) -> NCF:
         """Rebuild on the CPU from `state()`."""
         model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
-        model.module = NeuMF(state["n_users"], state["n_items"], model.settings, state["user_vocab"], state["item_vocab"])
+        model.module = NeuMF(
+            state["n_users"],
+            state["n_items"],
+            model.settings,
+            state["user_vocab"],
+            state["item_vocab"],
+        )
         model.module.load_state_dict(state["weights"])
         model.module.eval()
         return model

@@ -22,7 +22,9 @@ class UniformSampler:
         self.users = np.flatnonzero((self.degree > 0) & (self.degree < self.n_items))
         self.keys = pair_keys(self.train)
 
-    def epoch(self, n_samples: int | None = None, n_neg: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def epoch(
+        self, n_samples: int | None = None, n_neg: int = 1
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One epoch: as many samples as training interactions, like the official LightGCN code."""
         n = self.train.nnz if n_samples is None else n_samples
         users = self.users[self.rng.integers(0, len(self.users), n)]

@@ -21,7 +21,15 @@ from engine.models.base import Callback, Dataset, FitResult
 from engine.models.sampling import UniformSampler
 
 # Settings that may change between an interrupted run and its resumption without changing the result.
-_RESUMABLE_CHANGES = {"epochs", "resume", "progress", "num_threads", "checkpoint_dir", "patience", "device"}
+_RESUMABLE_CHANGES = {
+    "epochs",
+    "resume",
+    "progress",
+    "num_threads",
+    "checkpoint_dir",
+    "patience",
+    "device",
+}
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -31,7 +39,9 @@ def resolve_device(spec: str) -> torch.device:
     try:
         return torch.device(spec)
     except RuntimeError:
-        raise ConfigError(f"unknown device {spec!r}", hint="Use auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(
+            f"unknown device {spec!r}", hint="Use auto, cpu, cuda or cuda:N"
+        ) from None
 
 
 def set_threads(n: int) -> None:
@@ -53,7 +63,9 @@ class SampledModel(Protocol):
     module: torch.nn.Module
 
     def init_module(self, data: Dataset, device: torch.device) -> None: ...
-    def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor: ...
+    def batch_loss(
+        self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor
+    ) -> torch.Tensor: ...
     def finalize(self) -> None: ...
     def score(self, users: torch.Tensor) -> torch.Tensor: ...
 
@@ -100,14 +112,23 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
         for epoch in range(run.epoch + 1, 0 if run.stopped else s.epochs + 1):
             t0 = time.perf_counter()
             loss = _epoch(model, optimizer, sampler, device, lambda: bar.advance(task))
-            record: dict[str, Any] = {"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - t0}
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": loss,
+                "seconds": time.perf_counter() - t0,
+            }
             run.seconds += record["seconds"]
             evaluate = target is not None and (epoch % s.eval_every == 0 or epoch == s.epochs)
             if evaluate:
                 t1 = time.perf_counter()
                 model.finalize()
                 record["metrics"] = full_ranking(
-                    model.score, data.train, target, ks=s.eval_ks, batch_size=s.eval_batch_size, device=device
+                    model.score,
+                    data.train,
+                    target,
+                    ks=s.eval_ks,
+                    batch_size=s.eval_batch_size,
+                    device=device,
                 )
                 record["eval_seconds"] = time.perf_counter() - t1
                 _track_best(run, model, epoch, record["metrics"].get(s.eval_metric, -loss))
@@ -128,14 +149,20 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
     if run.best_weights is not None:
         model.module.load_state_dict(run.best_weights)
     model.finalize()
-    return FitResult(history=run.history, best_epoch=run.best_epoch or run.epoch, train_seconds=run.seconds)
+    return FitResult(
+        history=run.history, best_epoch=run.best_epoch or run.epoch, train_seconds=run.seconds
+    )
 
 
-def _epoch(model: SampledModel, optimizer, sampler: UniformSampler, device: torch.device, tick) -> float:
+def _epoch(
+    model: SampledModel, optimizer, sampler: UniformSampler, device: torch.device, tick
+) -> float:
     """One pass over a freshly sampled epoch; returns the mean batch loss."""
     s = model.settings
     model.module.train()
-    users, pos, neg = (torch.from_numpy(a).to(device) for a in sampler.epoch(n_neg=getattr(s, "n_neg", 1)))
+    users, pos, neg = (
+        torch.from_numpy(a).to(device) for a in sampler.epoch(n_neg=getattr(s, "n_neg", 1))
+    )
     total, n = 0.0, 0
     for start in range(0, len(users), s.batch_size):
         sl = slice(start, start + s.batch_size)
@@ -173,7 +200,14 @@ def _comparable(settings: Any) -> dict[str, Any]:
     return {k: v for k, v in as_dict(settings).items() if k not in _RESUMABLE_CHANGES}
 
 
-def _save(path: Path, model: SampledModel, optimizer, rng: np.random.Generator, run: _Progress, data: Dataset) -> None:
+def _save(
+    path: Path,
+    model: SampledModel,
+    optimizer,
+    rng: np.random.Generator,
+    run: _Progress,
+    data: Dataset,
+) -> None:
     """Write the checkpoint atomically (temp file + rename): a crash leaves the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -191,14 +225,22 @@ def _save(path: Path, model: SampledModel, optimizer, rng: np.random.Generator, 
     os.replace(tmp, path)
 
 
-def _load(path: Path, model: SampledModel, optimizer, rng: np.random.Generator, data: Dataset) -> _Progress:
+def _load(
+    path: Path, model: SampledModel, optimizer, rng: np.random.Generator, data: Dataset
+) -> _Progress:
     """Restore module, optimizer, RNGs and loop bookkeeping from a checkpoint of the same run."""
     state = torch.load(path, map_location="cpu", weights_only=False)
     if state["data_fingerprint"] != data.fingerprint():
-        raise ConfigError("checkpoint was made on other data", where=str(path), hint="Delete it or drop --resume")
+        raise ConfigError(
+            "checkpoint was made on other data", where=str(path), hint="Delete it or drop --resume"
+        )
     saved = {k: v for k, v in state["settings"].items() if k not in _RESUMABLE_CHANGES}
     if saved != _comparable(model.settings):
-        raise ConfigError("checkpoint was made with other settings", where=str(path), hint="Delete it or drop --resume")
+        raise ConfigError(
+            "checkpoint was made with other settings",
+            where=str(path),
+            hint="Delete it or drop --resume",
+        )
     model.module.load_state_dict(state["module"])
     optimizer.load_state_dict(state["optimizer"])
     rng.bit_generator.state = state["numpy_rng"]
