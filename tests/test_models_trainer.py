@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -137,3 +139,10 @@ def test_ncf_side_features_are_used() -> None:
     off = build("ncf", {**FAST, "epochs": 1, "side_features": False})
     off.fit(rich)
     assert off.module.user_side is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
+def test_freed_tensor_memory_is_kept_on_glibc() -> None:
+    from engine.models.trainer import keep_freed_memory
+
+    assert keep_freed_memory() is True  # mallopt accepted both thresholds

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import ctypes
+import functools
 import math
 import os
 import time
@@ -47,6 +49,25 @@ def resolve_device(spec: str) -> torch.device:
 def set_threads(n: int) -> None:
     """Use `n` torch threads; 0 means one per available core (more only adds contention)."""
     torch.set_num_threads(n if n > 0 else max(1, len(os.sched_getaffinity(0))))
+    keep_freed_memory()
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed tensor memory instead of unmapping it (Linux; no-op elsewhere).
+
+    Every training step allocates and frees dense buffers of (users + items) x dim floats (18 MB on
+    Gowalla). Above glibc's mmap threshold each one is a fresh mmap whose pages are faulted in and
+    zeroed, then unmapped: measured 0.109 -> 0.092 s per LightGCN step on Gowalla when kept.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(libc.mallopt(m_mmap_threshold, 32 << 20)) and bool(
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    )
 
 
 def seed_everything(seed: int) -> np.random.Generator:
