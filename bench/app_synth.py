@@ -15,23 +15,10 @@ import numpy as np
 import polars as pl
 
 from engine import db
+from engine.sample_vocab import GENRES
 
-GENRES = [
-    "Mystery",
-    "Romance",
-    "Science Fiction",
-    "Fantasy",
-    "Horror",
-    "Biography",
-    "History",
-    "Cooking",
-    "Self-Help",
-    "Children's",
-    "Thriller",
-    "Poetry",
-]
 FIELDS = {
-    "genre": GENRES,
+    "genre": list(GENRES),
     "category": ["Fiction", "Nonfiction", "Reference", "Anthology", "Graphic Novel", "Textbook"],
     "theme": [
         "Love",
