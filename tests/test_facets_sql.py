@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine import db, pipeline
+from engine import db, neighbours, pipeline
 from engine.errors import UnknownEntityError
 from engine.facets import coldstart, content
 
@@ -270,3 +270,38 @@ def test_cold_book_recall_beats_random_on_planted_topics() -> None:
     assert (
         res_all["n_candidates"] == n_books and res_all["recall_content"] > res_all["recall_random"]
     )
+
+
+def test_content_neighbours_are_an_exact_search_with_isbn_ties() -> None:
+    """nearest_neighbours equals sorting every other book by (score desc, ISBN asc), block by block."""
+    rng = np.random.default_rng(7)
+    n, d = 700, 24
+    vecs = rng.standard_normal((n, d)).astype(np.float32)
+    vecs[50] = vecs[10]  # exact duplicates: tied scores everywhere
+    vecs[51] = vecs[10]
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    isbns = [f"{x:010d}" for x in rng.permutation(n)]
+    got = neighbours.nearest(isbns, vecs, 5)
+    assert got.height == n * 5 and got["rank"].to_list()[:5] == [1, 2, 3, 4, 5]
+    sims = vecs @ vecs.T
+    for row in list(range(0, n, 37)) + [10, 50, 51]:
+        others = [j for j in range(n) if j != row]
+        want = sorted(others, key=lambda j: (-round(float(sims[row, j]), 6), isbns[j]))[:5]
+        mine = got.filter(pl.col("isbn") == isbns[row]).sort("rank")
+        assert mine["neighbour"].to_list() == [isbns[j] for j in want], row
+        assert mine["score"].to_list() == pytest.approx([sims[row, j] for j in want], abs=1e-5)
+    assert neighbours.nearest(isbns[:1], vecs[:1], 5).is_empty()
+
+
+def test_content_stage_writes_neighbours_that_match_the_macro(con) -> None:
+    out = content.run(con, content.ContentSettings(neighbours=3), encoder=topic_vectors)
+    assert out["neighbours"] == 3 * out["books"]
+    for isbn in rows(con, "SELECT isbn FROM book_content_embeddings ORDER BY isbn LIMIT 4"):
+        stored = con.execute(
+            "SELECT neighbour FROM book_content_neighbours WHERE isbn = $i ORDER BY rank",
+            {"i": isbn[0]},
+        ).fetchall()
+        macro = con.execute(
+            "SELECT isbn FROM similar_books_by_content($i, k := 3)", {"i": isbn[0]}
+        ).fetchall()
+        assert stored == macro

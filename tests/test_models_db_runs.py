@@ -88,6 +88,21 @@ def test_write_back_round_trip_and_one_current_run_per_model(tmp_path) -> None:
     assert db.fetch(con, "SELECT DISTINCT run_id FROM user_embeddings")["run_id"].to_list() == [
         "mf-b"
     ]
+    # each item's nearest items are written with the run (and pruned with it): the macro's answer
+    assert db.fetch(con, "SELECT DISTINCT run_id FROM item_neighbours")["run_id"].to_list() == [
+        "mf-b"
+    ]
+    for isbn in maps.isbns:
+        stored = db.fetch(
+            con,
+            "SELECT neighbour, score FROM item_neighbours WHERE isbn = $i ORDER BY rank",
+            {"i": isbn},
+        )
+        want = db.fetch(
+            con, "SELECT isbn, score FROM similar_books_run('mf-b', $i, k := 3)", {"i": isbn}
+        )
+        assert stored["neighbour"].to_list() == want["isbn"].to_list()
+        assert stored["score"].to_list() == pytest.approx(want["score"].to_list(), abs=1e-6)
     con.close()
 
 

@@ -59,11 +59,20 @@ def facets(
     "--scope", type=click.Choice(["all", "enriched"]), default=None, help="Which books to embed."
 )
 @click.option("--model", default=None, help="SentenceTransformer name or path (384-dim).")
-def content(db_path: Path, force: bool, scope: str | None, model: str | None) -> None:
-    """Embed each book's content (title, author, facets, summary) and each reader's history."""
+@click.option(
+    "--neighbours",
+    type=click.IntRange(0, 200),
+    default=None,
+    help="Nearest books precomputed per book for the dashboard (0: none).  [default: 20]",
+)
+def content(
+    db_path: Path, force: bool, scope: str | None, model: str | None, neighbours: int | None
+) -> None:
+    """Embed each book's content (title, author, facets, summary) and each reader's history, and
+    precompute each book's nearest books by content."""
     from engine.facets import content as stage
 
-    settings = stage.load({"scope": scope, "model": model})
+    settings = stage.load({"scope": scope, "model": model, "neighbours": neighbours})
     con = db.connect(db_path)
     try:
         result = stage.run(con, settings, force=force, progress=click.echo)

@@ -16,6 +16,7 @@ from engine import config, db, pipeline
 from engine.errors import ConfigError, StageNotReadyError
 from engine.facets import default_encoder, model_label
 from engine.facets.normalise import Encoder
+from engine.neighbours import NEIGHBOURS, nearest
 
 DIM = 384  # book_content_embeddings.embedding is FLOAT[384] (MiniLM-L6)
 
@@ -30,6 +31,7 @@ class ContentSettings:
     max_summary_chars: int = 500
     batch_size: int = 128
     threads: int | None = None
+    neighbours: int = NEIGHBOURS  # nearest books kept per book (book_content_neighbours); 0: none
 
 
 def load(overrides: dict | None = None) -> ContentSettings:
@@ -159,15 +161,25 @@ def run(
     )
     vectors = emb["embedding"].to_numpy() if emb.height else np.zeros((0, DIM), np.float32)
     profiles = user_profiles(interactions, emb["isbn"].to_list(), vectors)
+    say(f"content: {settings.neighbours} nearest books of each of {emb.height:,} books")
+    neighbours = nearest(
+        emb["isbn"].to_list(),
+        vectors,
+        settings.neighbours,
+        threads=settings.threads,
+        progress=say,
+    )
     summary = {
         "books": emb.height,
         "encoded": n_new,
         "reused": emb.height - n_new,
         "readers": profiles.height,
+        "neighbours": neighbours.height,
     }
     with db.transaction(con):
         db.replace_table(con, "book_content_embeddings", emb)
         db.replace_table(con, "user_content_profiles", profiles)
+        db.replace_table(con, "book_content_neighbours", neighbours)
         pipeline.record(con, "content", fp, params, inputs, summary)
     say(
         f"content: {n_new:,} encoded, {emb.height - n_new:,} reused, {profiles.height:,} reader profiles"

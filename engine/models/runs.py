@@ -19,6 +19,7 @@ import torch
 
 from engine import db
 from engine.models.data import IdMaps
+from engine.neighbours import NEIGHBOURS, nearest, unit_rows
 
 _METRIC_RE = re.compile(r"^(?P<name>[a-z_]+)@(?P<k>\d+)$")
 
@@ -172,6 +173,36 @@ def global_ranking(item_scores: np.ndarray, maps: IdMaps) -> pl.DataFrame:
     )
 
 
+def item_neighbours(
+    item_embeddings: pl.DataFrame,
+    k: int = NEIGHBOURS,
+    progress: Callable[[str], None] | None = None,
+) -> pl.DataFrame:
+    """(run_id, isbn, rank, neighbour, score): each item's k nearest items by embedding cosine
+    (about 4 min per run for 271k items on 2 cores, under a second for 20k)."""
+    run_ids = item_embeddings["run_id"].unique().to_list() if item_embeddings.height else []
+    frames = []
+    for run_id in run_ids:
+        rows = item_embeddings.filter(pl.col("run_id") == run_id)
+        vectors = rows["embedding"].explode().to_numpy().astype(np.float32).reshape(rows.height, -1)
+        frames.append(
+            nearest(rows["isbn"].to_list(), unit_rows(vectors), k, progress=progress).select(
+                pl.lit(run_id).alias("run_id"), pl.all()
+            )
+        )
+    if not frames:
+        return pl.DataFrame(
+            schema={
+                "run_id": pl.String,
+                "isbn": pl.String,
+                "rank": pl.Int16,
+                "neighbour": pl.String,
+                "score": pl.Float32,
+            }
+        )
+    return pl.concat(frames)
+
+
 def write_run(
     con: duckdb.DuckDBPyConnection,
     record: RunRecord,
@@ -180,8 +211,10 @@ def write_run(
     item_embeddings: pl.DataFrame | None = None,
     recommendations: pl.DataFrame | None = None,
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> None:
-    """Insert the run as its model's only current run, with history, embeddings and top-N: all or nothing."""
+    """Insert the run as its model's only current run, with history, embeddings, the items'
+    nearest items and top-N: all or nothing."""
     params = {
         "run_id": record.run_id,
         "model": record.model,
@@ -196,6 +229,9 @@ def write_run(
         "started_at": record.started_at.replace(tzinfo=None),
         "finished_at": record.finished_at.replace(tzinfo=None),
     }
+    neighbours = (
+        item_neighbours(item_embeddings, progress=progress) if item_embeddings is not None else None
+    )
     _checkpoint(con)  # flush earlier writes (e.g. a fresh split) with normal compression first
     # Embeddings are stored uncompressed: DuckDB's float compression (ALP-RD) makes every
     # recommend() scan decompress 270k x 64 floats (43 ms vs 27 ms uncompressed, +25 % file size).
@@ -212,6 +248,7 @@ def write_run(
                 db.append_table(con, "user_embeddings", user_embeddings)
             if item_embeddings is not None:
                 db.append_table(con, "item_embeddings", item_embeddings)
+                db.append_table(con, "item_neighbours", neighbours)
             if recommendations is not None:
                 db.append_table(
                     con,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -184,7 +185,14 @@ def train(
     def bookkeeping(c: duckdb.DuckDBPyConnection) -> None:
         pipeline.record(c, stage_name, fp, params, {"split": info.fingerprint}, summary)
 
-    runs.write_run(con, record, also=bookkeeping, **payload)
+    say = getattr(model.settings, "progress", False)
+    runs.write_run(
+        con,
+        record,
+        also=bookkeeping,
+        progress=(lambda msg: print(f"{model_name}: item {msg}", file=sys.stderr)) if say else None,
+        **payload,
+    )
     if current is not None and current.state_path and current.state_path != record.state_path:
         Path(current.state_path).unlink(missing_ok=True)  # only current runs are re-evaluated
     return TrainResult(record, info)

@@ -52,6 +52,7 @@ VALUES ($run_id, $model, $params, $metrics, $data_fingerprint, $split_id, $scori
 -- Embeddings and precomputed top-N are kept for current runs only (they dominate the file size).
 DELETE FROM user_embeddings WHERE run_id NOT IN (SELECT run_id FROM model_runs WHERE is_current);
 DELETE FROM item_embeddings WHERE run_id NOT IN (SELECT run_id FROM model_runs WHERE is_current);
+DELETE FROM item_neighbours WHERE run_id NOT IN (SELECT run_id FROM model_runs WHERE is_current);
 DELETE FROM recommendations WHERE run_id NOT IN (SELECT run_id FROM model_runs WHERE is_current);
 
 -- name: run_set_metrics
