@@ -24,10 +24,10 @@ __all__ = [
 _STORE: Store | None = None
 
 
-def init(db_path: str | Path, *, warm: bool = False) -> Store:
+def init(db_path: str | Path, *, warm: bool = False, threads: int | None = None) -> Store:
     """Open the database read-only for this process (once) and optionally preload the indexes."""
     global _STORE
-    _STORE = query.open_store(db_path)
+    _STORE = query.open_store(db_path, threads=threads)
     if warm:
         _STORE.warm()
     return _STORE

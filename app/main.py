@@ -2,15 +2,53 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
 
 import dash
 import dash_bootstrap_components as dbc
+import flask
 from dash import html
 
 from app import data
 
 HERE = Path(__file__).parent
+PLOTLY_2D = HERE / "static" / "plotly-cartesian.min.js"
+PLOTLY_FULL = "/_dash-component-suites/plotly/package_data/plotly.min.js"
+log = logging.getLogger(__name__)
+
+
+def bundle_version(path: Path) -> str | None:
+    """The plotly.js version in a bundle's header comment ('plotly.js (...) v4.1.1' -> '4.1.1')."""
+    with path.open(encoding="utf-8") as f:
+        head = f.read(300)
+    found = re.search(r"plotly\.js\b[^\n]*? v(\d+\.\d+\.\d+)", head)
+    return found.group(1) if found else None
+
+
+def plotly_2d_route(app: dash.Dash) -> None:
+    """Serve the cartesian plotly.js bundle at /_bookrec/plotly-2d.js (assets/plotly-bundle.js
+    points 2D pages at it) when it matches the installed plotly's plotly.js, else the full bundle."""
+    from plotly.offline import get_plotlyjs_version
+
+    want, have = get_plotlyjs_version(), bundle_version(PLOTLY_2D)
+    if have != want:
+        log.warning(
+            "app/static/plotly-cartesian.min.js is plotly.js %s, plotly ships %s: serving the full "
+            "bundle to every page (see app/static/README.md to update it)",
+            have,
+            want,
+        )
+
+    def plotly_2d() -> flask.Response:
+        if have != want:
+            return flask.redirect(app.get_relative_path(PLOTLY_FULL))
+        return flask.send_file(PLOTLY_2D, mimetype="text/javascript", max_age=86_400)
+
+    app.server.add_url_rule("/_bookrec/plotly-2d.js", "bookrec_plotly_2d", plotly_2d)
+
+
 NAV = [
     ("Overview", "/"),
     ("Browse", "/browse"),
@@ -48,9 +86,10 @@ def navbar() -> dbc.Navbar:
     )
 
 
-def create_app(db_path: str | Path, *, warm: bool = False) -> dash.Dash:
-    """Build the dashboard over `db_path` (opened read-only once per process)."""
-    store = data.init(db_path, warm=warm)
+def create_app(db_path: str | Path, *, warm: bool = False, threads: int | None = None) -> dash.Dash:
+    """Build the dashboard over `db_path` (opened read-only once per process, DuckDB limited to
+    `threads` threads when given)."""
+    store = data.init(db_path, warm=warm, threads=threads)
     app = dash.Dash(
         __name__,
         use_pages=True,
@@ -80,4 +119,11 @@ def create_app(db_path: str | Path, *, warm: bool = False) -> dash.Dash:
         dash.Input("navbar-toggler", "n_clicks"),
         dash.State("navbar-collapse", "is_open"),
     )
+    plotly_2d_route(app)
+    if warm:
+        # build every page once: the first figure pays for Plotly's templates and validators (~0.2 s)
+        for page in dash.page_registry.values():
+            layout = page["layout"]
+            if callable(layout):
+                layout()
     return app

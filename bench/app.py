@@ -1,6 +1,7 @@
 """Dashboard speed: callback latency under 8 concurrent clients, and first page load, at full size.
 
     flock /tmp/bookrec-bench.lock .venv/bin/python bench/app.py [--db PATH | --synthetic PATH]
+        [--only browse reader similar] [--serve-args "--workers 1"] [--page-loads 0]
 
 Starts `bookrec serve` on a free port, then
   * first page load: headless Chromium (Debian's /usr/bin/chromium) opens each page with a cold
@@ -21,6 +22,8 @@ import http.client
 import json
 import os
 import random
+import re
+import shlex
 import socket
 import statistics
 import subprocess
@@ -43,13 +46,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(db_path: Path) -> tuple[subprocess.Popen, str, float]:
+def _serve(db_path: Path, extra: list[str]) -> tuple[subprocess.Popen, str, float, str]:
+    """`bookrec serve` on a free port; returns once every worker has loaded its indexes."""
     port = _free_port()
     start = time.perf_counter()
-    # the server logs every request: a file, not a pipe nobody reads (a full pipe would block it)
+    # the server's log goes to a file, not a pipe nobody reads (a full pipe would block it)
     log = tempfile.NamedTemporaryFile("w+", prefix="bookrec-serve-", suffix=".log", delete=False)  # noqa: SIM115 - lives with the server
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--db", str(db_path), "--port", str(port)],
+        [sys.executable, "-m", "engine.cli", "serve", "--db", str(db_path), "--port", str(port)]
+        + extra,
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -57,14 +62,16 @@ def _serve(db_path: Path) -> tuple[subprocess.Popen, str, float]:
     )
     base = f"http://127.0.0.1:{port}"
     while True:
-        try:
-            urllib.request.urlopen(base + "/_dash-layout", timeout=2).read()
-            return proc, base, time.perf_counter() - start
-        except OSError:
-            if proc.poll() is not None:
-                log.seek(0)
-                raise SystemExit(log.read()) from None
-            time.sleep(0.2)
+        text = Path(log.name).read_text()
+        banner = re.search(r"dashboard on \S+ \((\d+) workers? x (\d+) threads", text)
+        ready = len(re.findall(r"worker \d+ ready in", text))
+        if banner and ready >= int(banner.group(1)):
+            urllib.request.urlopen(base + "/_dash-layout", timeout=10).read()
+            setup = f"{banner.group(1)} workers x {banner.group(2)} threads"
+            return proc, base, time.perf_counter() - start, setup
+        if proc.poll() is not None:
+            raise SystemExit(text)
+        time.sleep(0.2)
 
 
 class Callbacks:
@@ -318,6 +325,14 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=50, help="requests per client per callback")
     ap.add_argument("--page-loads", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--only", nargs="+", choices=list(KINDS), help="time only these callbacks (default: all)"
+    )
+    ap.add_argument(
+        "--serve-args",
+        default="",
+        help="extra `bookrec serve` flags, e.g. '--workers 1' (default: the server's defaults)",
+    )
     args = ap.parse_args()
     db_path = args.db
     if db_path is None:
@@ -336,6 +351,17 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
     )
     con = duckdb.connect(str(db_path), read_only=True)
+    stale = con.execute(
+        "SELECT (SELECT count(*) FROM book_content_neighbours) = 0 "
+        "OR (SELECT count(*) FROM item_neighbours) = 0"
+    ).fetchall()[0][0]
+    con.close()
+    if stale and args.db is None:  # built before the neighbour lists were precomputed
+        import app_synth
+
+        print("adding the precomputed neighbour lists to the synthetic database (~13 min)")
+        app_synth.add_lists(db_path)
+    con = duckdb.connect(str(db_path), read_only=True)
     sizes = con.execute(
         "SELECT (SELECT count(*) FROM books), (SELECT count(*) FROM users), "
         "(SELECT count(*) FROM ratings), (SELECT max(dim) FROM model_runs)"
@@ -344,17 +370,17 @@ def main() -> None:
     con.close()
     load_before = f"{os.getloadavg()[0]:.1f}"
     ref = _reference(db_path, samples, 15, args.seed)
-    proc, base, startup = _serve(db_path)
+    proc, base, startup, setup = _serve(db_path, shlex.split(args.serve_args))
     try:
         cbs = Callbacks(base)
         _FIRST_IDS.update(reader=samples["users"][0], similar=samples["isbns"][0])
         results = {}
-        for kind in KINDS:
+        for kind in args.only or KINDS:
             _load(base, cbs, kind, samples, args.clients, 10, args.seed + 1)  # warm-up
             single = _load(base, cbs, kind, samples, 1, args.requests, args.seed + 2)
             times = _load(base, cbs, kind, samples, args.clients, args.requests, args.seed + 3)
             results[kind] = (times, single)
-        loads = _first_loads(base, args.page_loads)
+        loads = _first_loads(base, args.page_loads) if args.page_loads > 0 else {}
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -364,7 +390,7 @@ def main() -> None:
     print(
         f"database: {db_path.name}: {sizes[0]:,} books, {sizes[1]:,} users, {sizes[2]:,} ratings, dim {sizes[3]}"
     )
-    print(f"server start incl. loading indexes: {startup:.1f} s\n")
+    print(f"server: {setup}; start incl. loading indexes: {startup:.1f} s\n")
     print(
         "| callback | p50 ms | p95 ms | p99 ms | 1 client p50 ms | SQL macros, 1 client, median ms | p95 target |"
     )

@@ -30,6 +30,7 @@ T = TypeVar("T")
 FIELDS = ("genre", "category", "theme", "tone", "audience")
 SORTABLE = ("score", "mean_rating", "n_explicit", "n_interactions", "year", "title", "author")
 WARM_M = (0.0, 50.0, 100.0, 200.0, 500.0)  # the browse page's m slider stops
+CACHE_AFTER_WARM = "256MB"  # DuckDB's memory limit once the in-memory indexes are loaded
 HINTS = {
     "data": ("No books in the database yet", "Run `bookrec ingest` (or `just demo`) first"),
     "facets": ("No facets yet", "Run `bookrec enrich` then `bookrec facets` first"),
@@ -69,6 +70,40 @@ class _Vectors:
     unit: np.ndarray
 
 
+@dataclass
+class _Neighbours:
+    """Precomputed top-k lists: row of each ISBN, (n, k) neighbour rows and scores, best first."""
+
+    isbns: np.ndarray
+    row: dict[str, int]
+    hits: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def k(self) -> int:
+        return self.hits.shape[1]
+
+
+def _neighbour_lists(ids: pl.DataFrame, frame: pl.DataFrame) -> _Neighbours | None:
+    """Precomputed lists as fixed-width arrays: `ids` (isbn, sorted) and `frame` (row, hit, score)
+    in row then rank order, positions into `ids`. None when empty or ragged (a neighbour outside
+    the listed books, or books with lists of different lengths): the caller then searches."""
+    n = ids.height
+    if n == 0 or frame.height % n:
+        return None
+    k = frame.height // n
+    rows = frame["row"].to_numpy()
+    if k == 0 or not np.array_equal(rows, np.repeat(np.arange(n, dtype=rows.dtype), k)):
+        return None
+    isbns = ids["isbn"].to_numpy()
+    return _Neighbours(
+        isbns,
+        {s: i for i, s in enumerate(isbns)},
+        frame["hit"].to_numpy().reshape(n, k),
+        frame["score"].to_numpy().astype(np.float32).reshape(n, k),
+    )
+
+
 def _as_matrix(frame: pl.DataFrame, column: str = "embedding") -> np.ndarray:
     """A FLOAT[] column as a float32 (rows, dim) matrix."""
     if frame.is_empty():
@@ -81,17 +116,25 @@ def _vectors(frame: pl.DataFrame) -> _Vectors:
     raw = _as_matrix(frame)
     norms = np.linalg.norm(raw, axis=1, keepdims=True) if raw.size else np.ones((0, 1), np.float32)
     isbns = frame["isbn"].to_numpy()
-    return _Vectors(
-        isbns, {s: i for i, s in enumerate(isbns)}, raw, raw / np.where(norms == 0, 1, norms)
-    )
+    # content embeddings are stored unit-length: share the matrix instead of a 416 MB copy
+    unit = raw if np.allclose(norms, 1.0, atol=1e-4) else raw / np.where(norms == 0, 1, norms)
+    return _Vectors(isbns, {s: i for i, s in enumerate(isbns)}, raw, unit)
 
 
 def _top(scores: np.ndarray, isbns: np.ndarray, k: int) -> np.ndarray:
     """Row indices of the k best finite scores, best first, ties by ISBN (as the SQL macros order)."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    if finite.size > k * 4 + 64:
-        cut = np.argpartition(-scores[finite], k * 4 + 63)[: k * 4 + 64]
-        finite = finite[cut]
+    m = k * 4 + 64
+    finite = None
+    if scores.size > m:
+        # the m largest, NaN and +inf included (numpy sorts NaN last); fine unless too few are finite
+        head = np.argpartition(scores, scores.size - m)[scores.size - m :]
+        head = head[np.isfinite(scores[head])]
+        if head.size >= k:
+            finite = head
+    if finite is None:
+        finite = np.flatnonzero(np.isfinite(scores))
+        if finite.size > m:
+            finite = finite[np.argpartition(-scores[finite], m - 1)[:m]]
     order = np.lexsort((isbns[finite], -scores[finite]))
     return finite[order[:k]]
 
@@ -256,10 +299,15 @@ class Store:
             for run in self.models().iter_rows(named=True):
                 if run["has_item_embeddings"]:
                     self._item_vectors(run["run_id"])
+                    self._item_neighbours(run["run_id"])
                 if run["scoring"] == "embedding":
                     self._user_vectors(run["run_id"])
-        if self.ready("content"):
-            self._content_index()
+        if self.ready("content") and self._content_neighbours() is None:
+            self._content_index()  # no precomputed lists: search the vectors
+        # Everything the callbacks scan now lives in numpy/Polars; what DuckDB cached while loading
+        # (~0.7 GB of table blocks at full size) is only needed by the small per-request queries.
+        with self.cursor() as cur:
+            cur.execute(f"SET memory_limit = '{CACHE_AFTER_WARM}'").fetchall()
 
     # ------------------------------------------------------------------ overview
 
@@ -654,11 +702,40 @@ class Store:
             schema=empty.schema,
         )
 
+    def _item_neighbours(self, run_id: str) -> _Neighbours | None:
+        return self._cached(
+            ("item_neighbours", run_id),
+            lambda: _neighbour_lists(
+                self.frame("app_item_neighbour_ids", {"run_id": run_id}),
+                self.frame("app_item_neighbours", {"run_id": run_id}),
+            ),
+        )
+
+    def _listed(
+        self, lists: _Neighbours | None, key: str, k: int, source: str
+    ) -> pl.DataFrame | None:
+        """The first k of a precomputed list as neighbours, or None when the lists are absent or
+        shorter than k (the caller then searches the vectors)."""
+        if lists is None or k > lists.k:
+            return None
+        if key not in lists.row:
+            return self._neighbours([], [], source)
+        at = lists.row[key]
+        return self._neighbours(
+            lists.isbns[lists.hits[at, :k]].tolist(),
+            lists.scores[at, :k].astype(float).tolist(),
+            source,
+        )
+
     def similar_collab(self, isbn: str, model: str | None = None, k: int = 10) -> pl.DataFrame:
-        """Nearest books by cosine of the run's item embeddings (similar_books_model's answer)."""
+        """Nearest books by cosine of the run's item embeddings (similar_books_model's answer):
+        from the lists written with the run, or by scanning the embeddings for a longer k."""
         run = self._run(model, embeddings=True)
-        items = self._item_vectors(run["run_id"])
         key = (isbn or "").strip().upper()
+        listed = self._listed(self._item_neighbours(run["run_id"]), key, k, run["model"])
+        if listed is not None:
+            return listed
+        items = self._item_vectors(run["run_id"])
         if key not in items.row:
             return self._neighbours([], [], run["model"])
         scores = items.unit @ items.unit[items.row[key]]
@@ -674,11 +751,23 @@ class Store:
     def _content_index(self) -> _PrunedIndex:
         return self._cached("content_index", lambda: _PrunedIndex(self._content_vectors().raw))
 
+    def _content_neighbours(self) -> _Neighbours | None:
+        return self._cached(
+            "content_neighbours",
+            lambda: _neighbour_lists(
+                self.frame("app_content_neighbour_ids"), self.frame("app_content_neighbours")
+            ),
+        )
+
     def similar_content(self, isbn: str, k: int = 10) -> pl.DataFrame:
-        """Nearest books by content embedding (similar_books_by_content's answer)."""
+        """Nearest books by content embedding (similar_books_by_content's answer): from the lists
+        `bookrec content` precomputed, or by searching the vectors when k is longer than those."""
         self.require("content")
-        vecs = self._content_vectors()
         key = (isbn or "").strip().upper()
+        listed = self._listed(self._content_neighbours(), key, k, "content")
+        if listed is not None:
+            return listed
+        vecs = self._content_vectors()
         if key not in vecs.row:
             return self._neighbours([], [], "content")
         best, scores = self._content_index().top(vecs.row[key], k, vecs.isbns)

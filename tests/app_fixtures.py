@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from engine import db
+from engine import db, neighbours
+from engine.models import runs as model_runs
 
+CONTENT_NEIGHBOURS = 8  # precomputed content neighbours per fixture book
+ITEM_NEIGHBOURS = 6  # precomputed collaborative neighbours per item of a run
 GENRES = ["Mystery", "Romance", "Science Fiction"]
 TONES = {"Mystery": "Dark", "Romance": "Romantic", "Science Fiction": "Suspenseful"}
 AUDIENCE = ["Adult", "Young Adult"]
@@ -198,6 +201,7 @@ def _facets(con, books: pl.DataFrame) -> None:  # noqa: ANN001
     db.replace_table(con, "facet_labels", pl.DataFrame(labels))
     db.replace_table(con, "book_enrichment", pl.DataFrame(enrich))
     vecs = _genre_vectors(np.random.default_rng(3), books, 384, noise=0.02)
+    vecs = (vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).astype(np.float32)
     db.replace_table(
         con,
         "book_content_embeddings",
@@ -206,11 +210,15 @@ def _facets(con, books: pl.DataFrame) -> None:  # noqa: ANN001
                 "isbn": books["isbn"],
                 "text_hash": "fixture",
                 "model": "fixture",
-                "embedding": pl.Series(vecs / np.linalg.norm(vecs, axis=1, keepdims=True)).cast(
-                    pl.Array(pl.Float32, 384)
-                ),
+                "embedding": pl.Series(vecs).cast(pl.Array(pl.Float32, 384)),
             }
         ),
+    )
+    # what `bookrec content` precomputes for the dashboard
+    db.replace_table(
+        con,
+        "book_content_neighbours",
+        neighbours.nearest(books["isbn"].to_list(), vecs, CONTENT_NEIGHBOURS),
     )
 
 
@@ -303,16 +311,17 @@ def _models(con, rng: np.random.Generator, books: pl.DataFrame, ratings: pl.Data
                 user_vecs[k, GENRES.index(genre_of_user(u))] = 2.0
                 user_vecs[k, 7] = 1.0
             user_vecs += 0.01 * rng.standard_normal(user_vecs.shape).astype(np.float32)
+            item_frame = pl.DataFrame(
+                {
+                    "run_id": run_id,
+                    "isbn": books["isbn"],
+                    "embedding": pl.Series(items).cast(pl.List(pl.Float32)),
+                }
+            )
+            db.append_table(con, "item_embeddings", item_frame)
+            # what a run with item embeddings writes beside them (engine.models.runs.write_run)
             db.append_table(
-                con,
-                "item_embeddings",
-                pl.DataFrame(
-                    {
-                        "run_id": run_id,
-                        "isbn": books["isbn"],
-                        "embedding": pl.Series(items).cast(pl.List(pl.Float32)),
-                    }
-                ),
+                con, "item_neighbours", model_runs.item_neighbours(item_frame, k=ITEM_NEIGHBOURS)
             )
             db.append_table(
                 con,

@@ -281,3 +281,51 @@ def test_serve_command_errors_are_one_line(tmp_path, capsys):
         assert main(["serve", "--db", str(tmp_path / "x.duckdb"), "--port", str(port)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"cannot listen on 127.0.0.1:{port}" in err[0]
+
+
+def test_2d_pages_get_the_cartesian_plotly_bundle(app_db, monkeypatch):
+    """/_bookrec/plotly-2d.js serves the vendored cartesian bundle when it matches the installed
+    plotly.js, and redirects to Dash's full bundle when it does not."""
+    import plotly.offline
+
+    from app.main import PLOTLY_2D, PLOTLY_FULL, bundle_version, create_app
+
+    assert bundle_version(PLOTLY_2D) is not None
+    monkeypatch.setattr(plotly.offline, "get_plotlyjs_version", lambda: bundle_version(PLOTLY_2D))
+    client = create_app(app_db).server.test_client()
+    got = client.get("/_bookrec/plotly-2d.js")
+    assert got.status_code == 200 and got.mimetype == "text/javascript"
+    assert b"plotly.js (cartesian" in got.data[:200] and len(got.data) < 2_500_000
+    got.close()
+    monkeypatch.setattr(plotly.offline, "get_plotlyjs_version", lambda: "0.0.1")
+    client = create_app(app_db).server.test_client()
+    got = client.get("/_bookrec/plotly-2d.js")
+    assert got.status_code == 302 and got.location.endswith(PLOTLY_FULL)
+
+
+def test_serve_settings(monkeypatch):
+    from engine import config
+    from engine.commands.serve import ServeSettings
+    from engine.errors import ConfigError
+
+    monkeypatch.setenv("BOOKREC_SERVE_WORKERS", "3")
+    settings = config.load_settings(ServeSettings, "serve", {"port": 9000})
+    assert (settings.processes, settings.port, settings.threads) == (3, 9000, 4)
+    auto = config.load_settings(ServeSettings, "serve", {"workers": 0})
+    assert 1 <= auto.processes <= 4
+    with pytest.raises(ConfigError):
+        config.load_settings(ServeSettings, "serve", {"threads": 0})
+    monkeypatch.setenv("BOOKREC_SERVE_PORT", "http")
+    with pytest.raises(ConfigError):
+        config.load_settings(ServeSettings, "serve", {})
+
+
+def test_server_gives_each_worker_its_share_of_the_cores():
+    from app.server import THREAD_VARS, command, thread_env
+
+    env = thread_env(2, {"PATH": "/bin", "OMP_NUM_THREADS": "7"})
+    assert env["OMP_NUM_THREADS"] == "7"  # the user's choice stands
+    share = str(max(1, (__import__("os").cpu_count() or 1) // 2))
+    assert all(env[v] == share for v in THREAD_VARS if v != "OMP_NUM_THREADS")
+    argv = command(__import__("pathlib").Path("x.duckdb"), "0.0.0.0", 8123, 2, 3)
+    assert argv[1:3] == ["-m", "app.server"] and argv[-4:] == ["--workers", "2", "--threads", "3"]

@@ -13,7 +13,9 @@ import duckdb
 import polars as pl
 import pytest
 from app_fixtures import (
+    CONTENT_NEIGHBOURS,
     GENRES,
+    ITEM_NEIGHBOURS,
     ODD_TITLE,
     UNKNOWN_USER_IN_RATINGS,
     USER_WITHOUT_RATINGS,
@@ -270,3 +272,86 @@ def test_pruned_content_search_is_exact():
     noise = query._PrunedIndex(rng.standard_normal((2000, 64)).astype(np.float32), dim=8, pool=64)
     got, _ = noise.top(3, 5, isbns[:2000])  # isotropic data: the bound fails, the full scan answers
     assert noise.full_scans == 1 and len(got) == 5
+
+
+@pytest.mark.parametrize("n", [5, 50, 5000])
+def test_top_k_is_a_sorted_scan_without_non_finite_scores(n):
+    """_top agrees with sorting every finite score (score desc, ISBN asc), whatever NaN/inf it meets."""
+    import numpy as np
+
+    rng = np.random.default_rng(n)
+    scores = rng.integers(0, 40, n).astype(np.float32)  # many ties
+    scores[rng.choice(n, n // 5, replace=False)] = np.nan
+    scores[rng.choice(n, n // 5, replace=False)] = -np.inf  # excluded rows (read, the query book)
+    scores[rng.choice(n, max(1, n // 50), replace=False)] = np.inf
+    isbns = np.array([f"{i:010d}" for i in rng.permutation(n)])
+    for k in (1, 3, 10):
+        ok = [i for i in range(n) if np.isfinite(scores[i])]
+        want = sorted(ok, key=lambda i: (-scores[i], isbns[i]))[:k]
+        assert query._top(scores, isbns, k).tolist() == want
+    scores[:] = np.nan  # nothing finite: nothing to return
+    assert query._top(scores, isbns, 10).size == 0
+
+
+def test_neighbours_from_lists_and_from_search_agree(app_db, app_store, tmp_path):
+    """Precomputed lists (k <= their length) and the vector search (longer k, or a database whose
+    lists are empty) give the macros' answers, for content and for every embedding run."""
+    import shutil
+
+    books = app_store.book_table()["isbn"].to_list()[::5]
+    assert app_store._content_neighbours().k == CONTENT_NEIGHBOURS
+    copy = tmp_path / "no_lists.duckdb"
+    shutil.copy(app_db, copy)
+    con = db.connect(copy)
+    con.execute("DELETE FROM book_content_neighbours").fetchall()
+    con.execute("DELETE FROM item_neighbours").fetchall()
+    con.close()
+    bare = query.Store(copy)
+    models = app_store.models().filter(pl.col("has_item_embeddings"))["model"].to_list()
+    assert models
+    try:
+        assert bare._content_neighbours() is None
+        for isbn in books:
+            for k in (3, CONTENT_NEIGHBOURS, CONTENT_NEIGHBOURS + 4):
+                want = macro(
+                    app_store,
+                    "SELECT isbn, similarity FROM similar_books_by_content($i, k := $k) ORDER BY rank",
+                    {"i": isbn, "k": k},
+                )
+                for store in (app_store, bare):
+                    got = store.similar_content(isbn, k)
+                    assert got["isbn"].to_list() == want["isbn"].to_list(), (isbn, k)
+                    assert got["score"].to_list() == pytest.approx(
+                        want["similarity"].to_list(), abs=1e-5
+                    )
+            for model in models:
+                for k in (2, ITEM_NEIGHBOURS, ITEM_NEIGHBOURS + 3):
+                    want = macro(
+                        app_store,
+                        "SELECT isbn, score FROM similar_books_model($m, $i, k := $k) ORDER BY rank",
+                        {"m": model, "i": isbn, "k": k},
+                    )
+                    for store in (app_store, bare):
+                        got = store.similar_collab(isbn, model, k)
+                        assert got["isbn"].to_list() == want["isbn"].to_list(), (model, isbn, k)
+                        assert got["score"].to_list() == pytest.approx(
+                            want["score"].to_list(), abs=1e-5
+                        )
+        run = app_store._run(models[0], embeddings=True)["run_id"]
+        assert app_store._item_neighbours(run).k == ITEM_NEIGHBOURS
+        assert bare._item_neighbours(run) is None
+    finally:
+        bare.close()
+
+
+def test_neighbour_lists_refuse_ragged_tables():
+    """Lists of unequal length (or none) make the query layer search the vectors instead."""
+    ids = pl.DataFrame({"isbn": ["A", "B", "C"]})
+    whole = pl.DataFrame({"row": [0, 0, 1, 1, 2, 2], "hit": [1, 2, 0, 2, 0, 1], "score": [0.9] * 6})
+    lists = query._neighbour_lists(ids, whole)
+    assert lists.k == 2 and lists.isbns[lists.hits[lists.row["C"]]].tolist() == ["A", "B"]
+    assert query._neighbour_lists(ids, whole.head(5)) is None
+    assert (
+        query._neighbour_lists(ids, whole.with_columns(row=pl.Series([0, 0, 0, 1, 2, 2]))) is None
+    )
+    assert query._neighbour_lists(ids.clear(), whole.clear()) is None

@@ -64,7 +64,8 @@ def server(app_db) -> Iterator[str]:
     port = _free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server, closed below
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--db", str(app_db), "--port", str(port)],
+        [sys.executable, "-m", "engine.cli", "serve", "--db", str(app_db), "--port", str(port)]
+        + ["--workers", "2"],  # the production server: two processes behind one port
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -248,3 +249,28 @@ def test_bad_input_gets_a_friendly_message(page):
     page.open("/models?a=" + quote(sql) + "&run=nope", "Leaderboard")
     page.open("/nowhere", "404")
     assert page.errors == [], page.errors
+
+
+SURFACE = """() => {
+    const g = document.querySelector('#meta-surface .js-plotly-plot');
+    return g && g._fullData && g._fullData.length ? g._fullData[0].type : null;
+}"""
+
+
+def test_plotly_bundle_follows_the_page(page):
+    """2D pages load plotly.js's cartesian bundle; the metadata page's 3D surface still draws, both
+    when opened directly and after a client-side navigation from a 2D page (which reloads it)."""
+    page.open("/metadata", "co-occurrence")
+    page.tab.wait_for_function(SURFACE, timeout=20_000)
+    assert page.tab.evaluate(SURFACE) == "surface"
+    fresh = Page(page.tab.context, page.base)
+    try:
+        fresh.open("/", "Long tail per book")
+        fresh.tab.wait_for_function("() => !!window.Plotly", timeout=20_000)
+        assert fresh.tab.evaluate("() => !Plotly.PlotSchema.get().traces.surface")  # the 2D bundle
+        fresh.tab.get_by_role("link", name="Metadata").click()
+        fresh.tab.wait_for_function(SURFACE, timeout=20_000)
+        assert fresh.tab.evaluate("() => !!Plotly.PlotSchema.get().traces.surface")
+        assert fresh.errors == [] and page.errors == []
+    finally:
+        fresh.close()

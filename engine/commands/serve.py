@@ -1,15 +1,42 @@
-"""`bookrec serve`: the Dash dashboard over the DuckDB file (read-only)."""
+"""`bookrec serve`: the Dash dashboard over the DuckDB file (read-only), served by gunicorn."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import socket
 import time
 from pathlib import Path
 
 import click
 
+from engine import config, db
 from engine.commands.options import db_option
 from engine.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    """[serve] in bookrec.toml, BOOKREC_SERVE_<FIELD>, or the flags.
+
+    workers: processes, each with its own copy of the indexes (~1.5 GB at full Book-Crossing size);
+    0 means one per core, at most 4. threads: requests one worker answers at once."""
+
+    host: str = "127.0.0.1"
+    port: int = 8050
+    workers: int = 0
+    threads: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not in 1..65535")
+        if self.workers < 0 or self.threads < 1:
+            raise ValueError("workers must be >= 0 and threads >= 1")
+
+    @property
+    def processes(self) -> int:
+        """Worker processes to start (resolves workers = 0)."""
+        return self.workers or max(1, min(4, os.cpu_count() or 1))
 
 
 def _check_port(host: str, port: int) -> None:
@@ -27,33 +54,58 @@ def _check_port(host: str, port: int) -> None:
 @click.command()
 @db_option
 @click.option(
-    "--host",
-    default="127.0.0.1",
-    show_default=True,
-    help="Interface to listen on (0.0.0.0 for all).",
+    "--host", default=None, help="Interface to listen on (0.0.0.0 for all).  [default: 127.0.0.1]"
 )
 @click.option(
     "--port",
-    default=8050,
-    show_default=True,
+    default=None,
     type=click.IntRange(1, 65535),
-    help="Port to listen on.",
+    help="Port to listen on.  [default: 8050]",
 )
 @click.option(
-    "--debug", is_flag=True, help="Dash debug mode: reload on change, error overlay in the browser."
+    "--workers",
+    default=None,
+    type=click.IntRange(0, 64),
+    help="Worker processes, each loads the indexes (0: one per core, at most 4).  [default: 0]",
 )
-def serve(db_path: Path, host: str, port: int, debug: bool) -> None:
+@click.option(
+    "--threads", default=None, type=click.IntRange(1, 64), help="Threads per worker.  [default: 4]"
+)
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Flask's development server in this process, with Dash's error overlay in the browser.",
+)
+def serve(
+    db_path: Path,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    threads: int | None,
+    debug: bool,
+) -> None:
     """Start the dashboard (http://127.0.0.1:8050 by default); the database is opened read-only."""
-    _check_port(host, port)
+    settings = config.load_settings(
+        ServeSettings, "serve", {"host": host, "port": port, "workers": workers, "threads": threads}
+    )
+    _check_port(settings.host, settings.port)
+    db.connect(
+        db_path, read_only=True
+    ).close()  # a missing or stale database fails here, in one line
+    if not debug:
+        from app.server import command, thread_env  # gunicorn and the app load in the new process
+
+        argv = command(db_path, settings.host, settings.port, settings.processes, settings.threads)
+        os.execve(argv[0], argv, thread_env(settings.processes))
     from app.main import create_app  # the dashboard's imports (dash, plotly) stay out of the engine
 
     start = time.perf_counter()
     app = create_app(db_path, warm=True)
     click.echo(
         f"bookrec: {db_path} loaded in {time.perf_counter() - start:.1f} s; "
-        f"dashboard on http://{host}:{port} (Ctrl+C to stop)"
+        f"dashboard on http://{settings.host}:{settings.port} (debug server; Ctrl+C to stop)"
     )
-    app.run(host=host, port=port, debug=debug, use_reloader=False, threaded=True)
+    app.run(host=settings.host, port=settings.port, debug=True, use_reloader=False, threaded=True)
 
 
 commands = [serve]

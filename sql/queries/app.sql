@@ -156,3 +156,30 @@ ORDER BY score DESC, isbn;
 
 -- name: app_content_embeddings
 SELECT isbn, embedding::FLOAT[] AS embedding FROM book_content_embeddings ORDER BY isbn;
+
+-- name: app_content_neighbours
+-- The precomputed content neighbours (bookrec content), one row per (book, rank), as positions in
+-- the ISBN-sorted list of books that have neighbours (row, hit), so nothing but numbers is loaded.
+WITH ids AS (
+    SELECT isbn, (row_number() OVER (ORDER BY isbn) - 1)::INTEGER AS i
+    FROM (SELECT DISTINCT isbn FROM book_content_neighbours)
+)
+SELECT a.i AS row, b.i AS hit, n.score
+FROM book_content_neighbours n JOIN ids a ON a.isbn = n.isbn JOIN ids b ON b.isbn = n.neighbour
+ORDER BY a.i, n.rank;
+
+-- name: app_content_neighbour_ids
+SELECT DISTINCT isbn FROM book_content_neighbours ORDER BY isbn;
+
+-- name: app_item_neighbours
+-- A run's precomputed item neighbours (written with the run), as app_content_neighbours.
+WITH n AS (SELECT * FROM item_neighbours WHERE run_id = $run_id),
+ids AS (
+    SELECT isbn, (row_number() OVER (ORDER BY isbn) - 1)::INTEGER AS i FROM (SELECT DISTINCT isbn FROM n)
+)
+SELECT a.i AS row, b.i AS hit, n.score
+FROM n JOIN ids a ON a.isbn = n.isbn JOIN ids b ON b.isbn = n.neighbour
+ORDER BY a.i, n.rank;
+
+-- name: app_item_neighbour_ids
+SELECT DISTINCT isbn FROM item_neighbours WHERE run_id = $run_id ORDER BY isbn;
