@@ -190,16 +190,9 @@ def item_neighbours(
                 pl.lit(run_id).alias("run_id"), pl.all()
             )
         )
-    if not frames:
-        return pl.DataFrame(
-            schema={
-                "run_id": pl.String,
-                "isbn": pl.String,
-                "rank": pl.Int16,
-                "neighbour": pl.String,
-                "score": pl.Float32,
-            }
-        )
+    if not frames:  # no items: the empty frame with the table's columns
+        none = nearest([], np.zeros((0, 1), np.float32), k)
+        return none.select(pl.lit(None, dtype=pl.String).alias("run_id"), pl.all())
     return pl.concat(frames)
 
 
