@@ -7,11 +7,11 @@
 in a fresh interpreter whose math libraries (OpenBLAS, OpenMP, Polars) are limited to their share
 of the cores (cores // workers) before anything imports them.
 
-Why processes: a callback spends most of its ~30 ms in GIL-bound Python (building components,
+Why processes: a callback spends most of its time in GIL-bound Python (building components,
 JSON), so in one process 8 concurrent clients queue behind one core whatever the core count. Why
 not fork a preloaded app: Polars' thread pool does not survive fork (a child that touches it
-deadlocks), so each worker opens the database itself and loads its own indexes (about 1.5 GB and
-8 s at full Book-Crossing size, in parallel); the master only binds the port and supervises.
+deadlocks), so each worker opens the database itself and loads its own indexes (about 1.4 GB and
+7 s at full Book-Crossing size, in parallel); the master only binds the port and supervises.
 """
 
 from __future__ import annotations

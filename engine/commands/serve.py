@@ -19,7 +19,7 @@ from engine.errors import ConfigError
 class ServeSettings:
     """[serve] in bookrec.toml, BOOKREC_SERVE_<FIELD>, or the flags.
 
-    workers: processes, each with its own copy of the indexes (~1.5 GB at full Book-Crossing size);
+    workers: processes, each with its own copy of the indexes (~1.4 GB at full Book-Crossing size);
     0 means one per core, at most 4. threads: requests one worker answers at once."""
 
     host: str = "127.0.0.1"
