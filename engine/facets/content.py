@@ -167,7 +167,7 @@ def run(
         vectors,
         settings.neighbours,
         threads=settings.threads,
-        progress=say,
+        progress=lambda msg: say(f"content: {msg}"),
     )
     summary = {
         "books": emb.height,
