@@ -225,3 +225,44 @@ def test_cli_split_train_evaluate(planted_db, capsys) -> None:
     assert main(["evaluate", "--all", *db_arg]) == 0
     out = capsys.readouterr().out
     assert "sampled" in out and "popularity" in out and "loo" in out
+
+
+def test_ncf_trains_with_age_and_genre_side_features(planted_db) -> None:
+    """The stage hands NCF each reader's age bucket and each book's biggest genre facet; a run
+    without ages or facets trains without them, and new facets make the run stale."""
+    from engine import pipeline
+    from engine.models.data import AGE_EDGES, id_maps, side_features
+
+    con, path = planted_db
+    fast = {"epochs": 1, "dim": 8, "batch_size": 256, "progress": False}
+    bare = stage.train(con, "ncf", fast, db_path=path).record
+    assert json.loads(json.dumps(bare.params))["side_features"] == []
+    ratings = db.fetch(con, "SELECT DISTINCT user_id FROM ratings ORDER BY user_id")
+    users = ratings.with_columns(
+        age=pl.when(pl.col("user_id") % 4 == 0).then(None).otherwise(10 + pl.col("user_id") % 60)
+    ).with_columns(pl.col("age").cast(pl.Int16))
+    isbns = db.fetch(con, "SELECT isbn FROM books ORDER BY isbn")["isbn"].to_list()
+    facets = pl.DataFrame(
+        {
+            "isbn": isbns + isbns[:5],
+            "field": "genre",
+            "label": ["Poetry" if i.startswith("POP") else "Fiction" for i in isbns]
+            + ["Zines"] * 5,
+        }
+    )
+    with db.transaction(con):
+        db.replace_table(con, "users", users)
+        db.replace_table(con, "book_facets", facets)
+        pipeline.record(con, "facets", "fp-test", {}, {}, {})
+    maps = id_maps(db.fetch(con, "SELECT user_id, isbn FROM ratings"))
+    got = side_features(con, maps)
+    want_ages = users.filter(pl.col("age").is_not_null())
+    first = int(want_ages["user_id"][0])
+    bucket = int(np.searchsorted(AGE_EDGES, int(want_ages["age"][0]), side="right"))
+    assert got["user_features"][maps.user_index(np.array([first]))[0]] == bucket
+    assert (got["user_features"] == -1).sum() == users["age"].null_count()
+    # the first five books also carry the small 'Zines' genre: the biggest genre wins
+    assert set(got["item_features"].tolist()) == {0, 1}  # Fiction, Poetry (sorted)
+    rich = stage.train(con, "ncf", fast, db_path=path)
+    assert not rich.skipped  # the facets changed: the old run is stale
+    assert rich.record.params["side_features"] == ["item_features", "user_features"]

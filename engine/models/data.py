@@ -115,6 +115,35 @@ def to_dataset(split_rows: pl.DataFrame) -> tuple[Dataset, IdMaps]:
     return Dataset(maps.n_users, maps.n_items, mats["train"], valid, test, extras=extras), maps
 
 
+AGE_EDGES = (18, 25, 35, 45, 55, 65)  # age buckets: <18, 18-24, ..., 55-64, 65+
+
+
+def side_features(con: duckdb.DuckDBPyConnection, maps: IdMaps) -> dict[str, np.ndarray]:
+    """NCF's side features per model id: 'user_features' = age bucket (AGE_EDGES; -1 unknown) and
+    'item_features' = the book's genre facet (the biggest of its genres; -1 without facets).
+    A feature no id has is left out, so the model trains without it."""
+    out: dict[str, np.ndarray] = {}
+    ages = db.query(con, "side_user_ages")
+    at = maps.user_index(ages["user_id"].to_numpy())
+    user_feat = np.full(maps.n_users, -1, dtype=np.int64)
+    known = at >= 0
+    user_feat[at[known]] = np.searchsorted(AGE_EDGES, ages["age"].to_numpy()[known], side="right")
+    if (user_feat >= 0).any():
+        out["user_features"] = user_feat
+    genres = db.query(con, "side_item_genres")
+    at = maps.item_index(np.array(genres["isbn"].to_list(), dtype=object))
+    labels = sorted(set(genres["label"].to_list()))
+    code = {label: i for i, label in enumerate(labels)}
+    item_feat = np.full(maps.n_items, -1, dtype=np.int64)
+    known = at >= 0
+    item_feat[at[known]] = np.array([code[g] for g in genres["label"].to_list()], dtype=np.int64)[
+        known
+    ]
+    if (item_feat >= 0).any():
+        out["item_features"] = item_feat
+    return out
+
+
 def rating_matrix(rows: pl.DataFrame, maps: IdMaps) -> csr_matrix:
     """CSR of rating values (0 = implicit, kept as an explicit zero entry) for popularity's Bayesian mean."""
     u = maps.user_index(rows["user_id"].to_numpy())

@@ -20,7 +20,7 @@ from engine.evaluate.metrics import full_ranking
 from engine.evaluate.sampled import sampled_ranking
 from engine.models import runs, split
 from engine.models.base import Dataset, Recommender, build, model_class
-from engine.models.data import IdMaps, to_dataset
+from engine.models.data import IdMaps, side_features, to_dataset
 from engine.models.trainer import resolve_device
 
 # Models whose score is the inner product of the embeddings they return: recommend() ranks
@@ -137,13 +137,22 @@ def train(
     fingerprinted = {
         k: v for k, v in config.as_dict(model.settings).items() if k not in _NOT_FINGERPRINTED
     }
+    side = bool(getattr(model.settings, "side_features", False))
+    inputs = {"split": info.fingerprint}
+    if side:  # NCF's side features read users.age and the genre facets
+        inputs |= {
+            "facets": pipeline.upstream(con, "facets"),
+            "ingest": pipeline.upstream(con, "ingest"),
+        }
     fp = pipeline.fingerprint(
-        {"model": fingerprinted, "evaluate": config.as_dict(settings)}, {"split": info.fingerprint}
+        {"model": fingerprinted, "evaluate": config.as_dict(settings)}, inputs
     )
     current = runs.current_run(con, model_name)
     if not force and current is not None and pipeline.is_current(con, stage_name, fp):
         return TrainResult(current, info, skipped=True)
     data, maps = to_dataset(split.rows(con, info.split_id))
+    if side:
+        data.extras.update(side_features(con, maps))
     t_load = time.perf_counter() - t0
     fit = model.fit(data, callback=callback)
     t_fit = time.perf_counter() - t0 - t_load
@@ -156,6 +165,10 @@ def train(
         "evaluate": config.as_dict(settings),
         "best_epoch": fit.best_epoch,
     }
+    if side:
+        params["side_features"] = sorted(
+            k for k in ("user_features", "item_features") if k in data.extras
+        )
     record = runs.RunRecord(
         run_id=runs.new_run_id(model_name),
         model=model_name,
@@ -183,7 +196,7 @@ def train(
     summary = {"run_id": record.run_id, **{k: v for k, v in metrics.items() if "@20" in k}}
 
     def bookkeeping(c: duckdb.DuckDBPyConnection) -> None:
-        pipeline.record(c, stage_name, fp, params, {"split": info.fingerprint}, summary)
+        pipeline.record(c, stage_name, fp, params, inputs, summary)
 
     say = getattr(model.settings, "progress", False)
     runs.write_run(

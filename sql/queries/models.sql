@@ -106,3 +106,19 @@ SELECT isbn, title, author FROM books WHERE isbn = $isbn;
 
 -- name: default_similar
 SELECT run_id, model FROM default_similar_run;
+
+-- name: side_user_ages
+-- Reader ages for NCF's side features (NULL: unknown).
+SELECT user_id, age FROM users WHERE age IS NOT NULL;
+
+-- name: side_item_genres
+-- One genre facet per book for NCF's side features: of a book's genre facets, the one with the
+-- most books (the coarsest, best-populated), ties by label.
+WITH sizes AS (
+    SELECT label, row_number() OVER (ORDER BY count(*) DESC, label) AS pos
+    FROM book_facets WHERE field = 'genre' GROUP BY label
+)
+SELECT f.isbn, arg_min(f.label, s.pos) AS label
+FROM book_facets f JOIN sizes s USING (label)
+WHERE f.field = 'genre'
+GROUP BY f.isbn;
