@@ -228,13 +228,13 @@ def test_cli_split_train_evaluate(planted_db, capsys) -> None:
 
 
 def test_ncf_trains_with_age_and_genre_side_features(planted_db) -> None:
-    """The stage hands NCF each reader's age bucket and each book's biggest genre facet; a run
-    without ages or facets trains without them, and new facets make the run stale."""
+    """With side_features on, the stage hands NCF each reader's age bucket and each book's biggest
+    genre facet; a run without ages or facets trains without them, new facets make it stale."""
     from engine import pipeline
     from engine.models.data import AGE_EDGES, id_maps, side_features
 
     con, path = planted_db
-    fast = {"epochs": 1, "dim": 8, "batch_size": 256, "progress": False}
+    fast = {"epochs": 1, "dim": 8, "batch_size": 256, "progress": False, "side_features": True}
     bare = stage.train(con, "ncf", fast, db_path=path).record
     assert json.loads(json.dumps(bare.params))["side_features"] == []
     ratings = db.fetch(con, "SELECT DISTINCT user_id FROM ratings ORDER BY user_id")

@@ -133,7 +133,7 @@ def test_ncf_side_features_are_used() -> None:
         "item_features": -np.ones(data.n_items, dtype=int),
     }
     rich = type(data)(data.n_users, data.n_items, data.train, None, data.test, extras=feats)
-    model = build("ncf", {**FAST, "epochs": 1})
+    model = build("ncf", {**FAST, "epochs": 1, "side_features": True})
     model.fit(rich)
     assert model.module.user_side.num_embeddings == 4 and model.module.item_side.num_embeddings == 1
     off = build("ncf", {**FAST, "epochs": 1, "side_features": False})

@@ -37,7 +37,9 @@ class NCFSettings:
     lr: float = 1e-3
     reg: float = 0.0  # L2 on the batch's embeddings, divided by the batch size
     init_std: float = 0.01
-    side_features: bool = True  # use data.extras user_features / item_features when present
+    # Reader age bucket and book genre facet (filled by the train stage). Off by default: on the
+    # real Book-Crossing subset they cost 10 % recall@20 (bench/ncf_side_features.py).
+    side_features: bool = False
     batch_size: int = 2048
     epochs: int = 20
     eval_every: int = 2

@@ -1,0 +1,66 @@
+"""NCF with and without side features (reader age bucket, book genre facet) on real Book-Crossing.
+
+Ingests ../shared/data/bookcrossing, enriches every book offline (zero-shot MiniLM labeller),
+builds the facets, makes the default split (per-user holdout 80/20, seed 2020), then trains NCF
+twice on that split, the same seed and settings except `side_features`, and prints full-ranking
+and sampled metrics side by side (the prototype tried these side features).
+
+Run: flock /tmp/bookrec-bench.lock .venv/bin/python -u bench/ncf_side_features.py [--db /tmp/bx_side.duckdb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from bookcrossing_leaderboard import DATA
+
+from engine import db, enrich, facets, ingest
+from engine.enrich.settings import EnrichSettings
+from engine.models import split, stage
+
+COLUMNS = ["recall@20", "ndcg@20", "hit@20", "coverage@20", "sampled_hr@10", "sampled_ndcg@10"]
+
+
+def main() -> None:
+    """Prepare the database once, train NCF without then with side features, print a table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", default="/tmp/bx_side.duckdb")
+    ap.add_argument("--epochs", type=int, default=40, help="cap (early stopping on valid)")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    con = db.connect(args.db)
+    t = time.perf_counter()
+    ingest.run(
+        con, ingest.IngestSettings(), DATA / "Books.csv", DATA / "Ratings.csv", DATA / "Users.csv"
+    )
+    enrich.run(con, EnrichSettings(provider="zero-shot"))
+    facets.run(con, facets.load())
+    print(f"ingest + zero-shot enrichment + facets: {time.perf_counter() - t:.0f} s", flush=True)
+    info = split.ensure(con, None)
+    rows = []
+    for side in (False, True):
+        t = time.perf_counter()
+        rec = stage.train(
+            con,
+            "ncf",
+            {"epochs": args.epochs, "progress": False, "side_features": side},
+            db_path=Path(args.db),
+            force=True,
+        ).record
+        rows.append((side, rec, time.perf_counter() - t))
+        print(f"side_features={side}: {rows[-1][2]:.0f} s, {rec.params.get('side_features')}")
+    con.close()
+    print(f"\nsplit {info.split_id}; NCF defaults, epochs <= {args.epochs}, seed fixed\n")
+    print("| side features | " + " | ".join(COLUMNS) + " | best epoch | s |")
+    print("|---" * (len(COLUMNS) + 3) + "|")
+    for side, rec, secs in rows:
+        used = ", ".join(rec.params.get("side_features") or []) if side else "none"
+        cells = " | ".join(f"{rec.metrics.get(c, float('nan')):.4f}" for c in COLUMNS)
+        print(f"| {used} | {cells} | {rec.params.get('best_epoch')} | {secs:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
