@@ -15,6 +15,7 @@ import os
 import time
 from pathlib import Path
 
+import duckdb
 from bookcrossing_leaderboard import DATA
 
 from engine import db, enrich, facets, ingest
@@ -24,22 +25,28 @@ from engine.models import split, stage
 COLUMNS = ["recall@20", "ndcg@20", "hit@20", "coverage@20", "sampled_hr@10", "sampled_ndcg@10"]
 
 
+def prepare(path: str) -> tuple[duckdb.DuckDBPyConnection, split.SplitInfo]:
+    """Real Book-Crossing ingested, enriched offline and faceted in `path` (each stage is skipped
+    when already done), and the default split."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    con = db.connect(path)
+    t = time.perf_counter()
+    ingest.run(
+        con, ingest.IngestSettings(), DATA / "Books.csv", DATA / "Ratings.csv", DATA / "Users.csv"
+    )
+    enrich.run(con, EnrichSettings(provider="zero-shot", only_missing=True))
+    facets.run(con, facets.load())
+    print(f"ingest + zero-shot enrichment + facets: {time.perf_counter() - t:.0f} s", flush=True)
+    return con, split.ensure(con, None)
+
+
 def main() -> None:
     """Prepare the database once, train NCF without then with side features, print a table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", default="/tmp/bx_side.duckdb")
     ap.add_argument("--epochs", type=int, default=40, help="cap (early stopping on valid)")
     args = ap.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    con = db.connect(args.db)
-    t = time.perf_counter()
-    ingest.run(
-        con, ingest.IngestSettings(), DATA / "Books.csv", DATA / "Ratings.csv", DATA / "Users.csv"
-    )
-    enrich.run(con, EnrichSettings(provider="zero-shot"))
-    facets.run(con, facets.load())
-    print(f"ingest + zero-shot enrichment + facets: {time.perf_counter() - t:.0f} s", flush=True)
-    info = split.ensure(con, None)
+    con, info = prepare(args.db)
     rows = []
     for side in (False, True):
         t = time.perf_counter()

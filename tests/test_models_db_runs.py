@@ -266,3 +266,28 @@ def test_ncf_trains_with_age_and_genre_side_features(planted_db) -> None:
     rich = stage.train(con, "ncf", fast, db_path=path)
     assert not rich.skipped  # the facets changed: the old run is stale
     assert rich.record.params["side_features"] == ["item_features", "user_features"]
+
+
+def test_lightgcn_trains_with_facet_nodes_from_book_facets(planted_db) -> None:
+    from engine import pipeline
+
+    con, path = planted_db
+    isbns = db.fetch(con, "SELECT isbn FROM books ORDER BY isbn")["isbn"].to_list()
+    facets = pl.DataFrame(
+        {
+            "isbn": isbns * 2,
+            "field": ["genre"] * len(isbns) + ["tone"] * len(isbns),
+            "label": [i[:3] for i in isbns] + ["Dark"] * len(isbns),
+        }
+    )
+    with db.transaction(con):
+        db.replace_table(con, "book_facets", facets)
+        pipeline.record(con, "facets", "fp-test", {}, {}, {})
+    fast = {"epochs": 1, "dim": 8, "batch_size": 256, "progress": False}
+    genres = len({i[:3] for i in isbns})
+    run = stage.train(con, "lightgcn", {**fast, "facet_nodes": ("genre",)}, db_path=path).record
+    assert run.params["facet_nodes"] == genres
+    both = stage.train(con, "lightgcn", {**fast, "facet_nodes": ("genre", "tone")}, db_path=path)
+    assert both.record.params["facet_nodes"] == genres + 1
+    plain = stage.train(con, "mf", {**fast, "facet_nodes": ("genre",)}, db_path=path).record
+    assert "facet_nodes" not in plain.params  # no layers, no graph

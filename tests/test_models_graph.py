@@ -126,3 +126,19 @@ def test_sampler_skips_users_without_negatives() -> None:
     users, _, neg = sampler.epoch(n_samples=500)
     assert set(users.tolist()) == {1}
     assert set(neg[:, 0].tolist()) <= {1, 2}
+
+
+def test_normalized_adjacency_with_facet_nodes() -> None:
+    """Facet nodes come after the items, linked to their books only, and count in the degrees."""
+    r = sp.csr_matrix(np.array([[1.0, 1.0], [0.0, 1.0]]))
+    facets = sp.csr_matrix(np.array([[1.0], [1.0]]))  # both books carry facet 0
+    a = normalized_adjacency(r, facets).toarray()
+    # degrees: users 2, 1; items 1 + 1 facet = 2, 2 + 1 = 3; the facet 2
+    assert a.shape == (5, 5) and np.allclose(a, a.T)
+    assert a[0, 2] == pytest.approx(1 / np.sqrt(2 * 2))
+    assert a[1, 3] == pytest.approx(1 / np.sqrt(1 * 3))
+    assert a[2, 4] == pytest.approx(1 / np.sqrt(2 * 2))
+    assert a[3, 4] == pytest.approx(1 / np.sqrt(3 * 2))
+    assert a[:2, 4].sum() == 0  # no user-facet edge
+    plain = normalized_adjacency(r).toarray()
+    assert np.array_equal(normalized_adjacency(r, sp.csr_matrix((2, 0))).toarray(), plain)

@@ -144,6 +144,27 @@ def side_features(con: duckdb.DuckDBPyConnection, maps: IdMaps) -> dict[str, np.
     return out
 
 
+def item_facets(
+    con: duckdb.DuckDBPyConnection, maps: IdMaps, fields: tuple[str, ...] | list[str]
+) -> tuple[csr_matrix, list[str]]:
+    """(n_items x n_nodes CSR, node names): which facet labels of `fields` each model item has,
+    for LightGCN's facet nodes. Labels no model item carries get no node."""
+    pairs = db.query(con, "item_facet_pairs", {"fields": list(fields)})
+    at = maps.item_index(np.array(pairs["isbn"].to_list(), dtype=object))
+    keep = at >= 0
+    nodes = pairs["node"].to_numpy()[keep]
+    names = sorted(set(nodes.tolist()))
+    code = {n: i for i, n in enumerate(names)}
+    cols = np.array([code[n] for n in nodes], dtype=np.int64)
+    m = csr_matrix(
+        (np.ones(len(cols), dtype=np.float32), (at[keep], cols)),
+        shape=(maps.n_items, len(names)),
+    )
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m, names
+
+
 def rating_matrix(rows: pl.DataFrame, maps: IdMaps) -> csr_matrix:
     """CSR of rating values (0 = implicit, kept as an explicit zero entry) for popularity's Bayesian mean."""
     u = maps.user_index(rows["user_id"].to_numpy())

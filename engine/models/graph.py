@@ -9,11 +9,29 @@ import scipy.sparse as sp
 import torch
 
 
-def normalized_adjacency(train: sp.csr_matrix) -> sp.csr_matrix:
-    """D^-1/2 A D^-1/2 of the (n_users + n_items) bipartite graph built from `train` only."""
+def normalized_adjacency(
+    train: sp.csr_matrix, item_facets: sp.csr_matrix | None = None
+) -> sp.csr_matrix:
+    """D^-1/2 A D^-1/2 of the (n_users + n_items) bipartite graph built from `train` only; with
+    `item_facets` (n_items x n_facets, 1 = the book has the facet) the facets are extra nodes
+    after the items, linked to their books (the prototype's "LightGCN + cluster")."""
     r = sp.csr_matrix(train, dtype=np.float64)
     r.data[:] = 1.0
-    adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float64)
+    if item_facets is None or item_facets.shape[1] == 0:
+        adj = sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float64)
+    else:
+        f = sp.csr_matrix(item_facets, dtype=np.float64)
+        f.data[:] = 1.0
+        n_users, n_facets = r.shape[0], f.shape[1]
+        adj = sp.bmat(
+            [
+                [sp.csr_matrix((n_users, n_users)), r, sp.csr_matrix((n_users, n_facets))],
+                [r.T, None, f],
+                [None, f.T, sp.csr_matrix((n_facets, n_facets))],
+            ],
+            format="csr",
+            dtype=np.float64,
+        )
     deg = np.asarray(adj.sum(axis=1)).ravel()
     with np.errstate(divide="ignore"):
         d_inv = np.power(deg, -0.5)

@@ -46,6 +46,9 @@ class LightGCNSettings:
     checkpoint_dir: Path | None = None
     resume: bool = False
     progress: bool = True
+    # facet fields whose labels become graph nodes linked to their books, e.g. ("genre",);
+    # empty: the plain user-item graph. Needs `bookrec facets` (engine.models.data.item_facets).
+    facet_nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,13 @@ class MFSettings(LightGCNSettings):
 class LightGCNModule(nn.Module):
     """Ego embeddings of users then items; the graph is attached, not a parameter."""
 
-    def __init__(self, n_users: int, n_items: int, dim: int, layers: int, init_std: float):
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, layers: int, init_std: float, n_extra: int = 0
+    ):
         super().__init__()
         self.n_users, self.n_items, self.layers = n_users, n_items, layers
-        self.embedding = nn.Embedding(n_users + n_items, dim)
+        self.n_extra = n_extra  # facet nodes after the items (never scored)
+        self.embedding = nn.Embedding(n_users + n_items + n_extra, dim)
         nn.init.normal_(self.embedding.weight, std=init_std)
         self.adj: torch.Tensor | None = None
 
@@ -98,11 +104,13 @@ class LightGCN(Recommender):
     def init_module(self, data: Dataset, device: torch.device) -> None:
         """Build the graph from the training interactions only and a freshly initialised module."""
         s = self.settings
-        self.module = LightGCNModule(data.n_users, data.n_items, s.dim, s.layers, s.init_std).to(
-            device
-        )
+        facets = data.extras.get("item_facets") if s.layers > 0 else None
+        n_extra = facets.shape[1] if facets is not None else 0
+        self.module = LightGCNModule(
+            data.n_users, data.n_items, s.dim, s.layers, s.init_std, n_extra
+        ).to(device)
         if s.layers > 0:
-            self.module.adj = to_torch_csr(normalized_adjacency(data.train), device)
+            self.module.adj = to_torch_csr(normalized_adjacency(data.train, facets), device)
 
     def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """Loss of one batch of (user, positive, negative) triples."""
@@ -115,7 +123,8 @@ class LightGCN(Recommender):
         self.module.eval()
         with torch.no_grad():
             final = self.module.propagate_all().detach()  # layers = 0 returns the parameter itself
-        self._users, self._items = final[: self.module.n_users], final[self.module.n_users :]
+        n_users, n_items = self.module.n_users, self.module.n_items
+        self._users, self._items = final[:n_users], final[n_users : n_users + n_items]
 
     def fit(
         self, data: Dataset, settings: Any = None, *, callback: Callback | None = None
@@ -145,6 +154,7 @@ class LightGCN(Recommender):
             "settings": as_dict(self.settings),
             "n_users": self.module.n_users,
             "n_items": self.module.n_items,
+            "n_extra": self.module.n_extra,
             "ego": self.module.embedding.weight.detach().cpu(),
             "users": self._users.cpu(),
             "items": self._items.cpu(),
@@ -156,7 +166,7 @@ class LightGCN(Recommender):
         model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
         s = model.settings
         model.module = LightGCNModule(
-            state["n_users"], state["n_items"], s.dim, s.layers, s.init_std
+            state["n_users"], state["n_items"], s.dim, s.layers, s.init_std, state.get("n_extra", 0)
         )
         with torch.no_grad():
             model.module.embedding.weight.copy_(state["ego"])

@@ -20,7 +20,7 @@ from engine.evaluate.metrics import full_ranking
 from engine.evaluate.sampled import sampled_ranking
 from engine.models import runs, split
 from engine.models.base import Dataset, Recommender, build, model_class
-from engine.models.data import IdMaps, side_features, to_dataset
+from engine.models.data import IdMaps, item_facets, side_features, to_dataset
 from engine.models.trainer import resolve_device
 
 # Models whose score is the inner product of the embeddings they return: recommend() ranks
@@ -138,12 +138,19 @@ def train(
         k: v for k, v in config.as_dict(model.settings).items() if k not in _NOT_FINGERPRINTED
     }
     side = bool(getattr(model.settings, "side_features", False))
+    facet_fields = (  # LightGCN's facet nodes; MF (no layers) has no graph to put them in
+        tuple(getattr(model.settings, "facet_nodes", ()) or ())
+        if getattr(model.settings, "layers", 0) > 0
+        else ()
+    )
     inputs = {"split": info.fingerprint}
     if side:  # NCF's side features read users.age and the genre facets
         inputs |= {
             "facets": pipeline.upstream(con, "facets"),
             "ingest": pipeline.upstream(con, "ingest"),
         }
+    if facet_fields:  # LightGCN's facet nodes read book_facets
+        inputs |= {"facets": pipeline.upstream(con, "facets")}
     fp = pipeline.fingerprint(
         {"model": fingerprinted, "evaluate": config.as_dict(settings)}, inputs
     )
@@ -153,6 +160,8 @@ def train(
     data, maps = to_dataset(split.rows(con, info.split_id))
     if side:
         data.extras.update(side_features(con, maps))
+    if facet_fields:
+        data.extras["item_facets"], facet_names = item_facets(con, maps, facet_fields)
     t_load = time.perf_counter() - t0
     fit = model.fit(data, callback=callback)
     t_fit = time.perf_counter() - t0 - t_load
@@ -165,6 +174,8 @@ def train(
         "evaluate": config.as_dict(settings),
         "best_epoch": fit.best_epoch,
     }
+    if facet_fields:
+        params["facet_nodes"] = len(facet_names)
     if side:
         params["side_features"] = sorted(
             k for k in ("user_features", "item_features") if k in data.extras

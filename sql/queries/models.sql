@@ -122,3 +122,7 @@ SELECT f.isbn, arg_min(f.label, s.pos) AS label
 FROM book_facets f JOIN sizes s USING (label)
 WHERE f.field = 'genre'
 GROUP BY f.isbn;
+
+-- name: item_facet_pairs
+-- (isbn, facet node) pairs for LightGCN's optional facet nodes: one node per (field, label).
+SELECT isbn, field || ': ' || label AS node FROM book_facets WHERE list_contains($fields, field);
