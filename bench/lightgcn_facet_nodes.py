@@ -12,14 +12,8 @@ Run: flock /tmp/bookrec-bench.lock .venv/bin/python -u bench/lightgcn_facet_node
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-from ncf_side_features import prepare
-
-from engine.models import stage
-
-COLUMNS = ["recall@20", "ndcg@20", "hit@20", "coverage@20", "sampled_hr@10", "sampled_ndcg@10"]
+from ncf_side_features import compare, prepare, print_table
 
 
 def main() -> None:
@@ -31,27 +25,21 @@ def main() -> None:
     args = ap.parse_args()
     con, info = prepare(args.db)
     fields = tuple(f for f in args.fields.split(",") if f)
-    rows = []
-    for nodes in ((), fields):
-        t = time.perf_counter()
-        settings = {
-            "epochs": args.epochs,
-            "progress": False,
-            "facet_nodes": nodes,
-            "eval_every": args.epochs,  # judged at the same epoch
-            "patience": 0,
-        }
-        rec = stage.train(con, "lightgcn", settings, db_path=Path(args.db), force=True).record
-        rows.append((nodes, rec, time.perf_counter() - t))
-        print(f"facet_nodes={nodes}: {rows[-1][2]:.0f} s, {rec.params.get('facet_nodes')} nodes")
+    # judged once, at the same epoch
+    base = {"epochs": args.epochs, "progress": False, "eval_every": args.epochs, "patience": 0}
+    rows = compare(
+        con,
+        "lightgcn",
+        [
+            ("users-items", {**base, "facet_nodes": ()}),
+            (f"+ {'/'.join(fields)} facet nodes", {**base, "facet_nodes": fields}),
+        ],
+        args.db,
+    )
     con.close()
     print(f"\nsplit {info.split_id}; LightGCN defaults, {args.epochs} epochs, seed fixed\n")
-    print("| graph | " + " | ".join(COLUMNS) + " | s |")
-    print("|---" * (len(COLUMNS) + 2) + "|")
-    for nodes, rec, secs in rows:
-        graph = f"+ {rec.params['facet_nodes']} {'/'.join(nodes)} nodes" if nodes else "users-items"
-        cells = " | ".join(f"{rec.metrics.get(c, float('nan')):.4f}" for c in COLUMNS)
-        print(f"| {graph} | {cells} | {secs:.0f} |")
+    print_table("graph", rows)
+    print(f"facet nodes: {rows[1][1].params.get('facet_nodes')}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from bookcrossing_leaderboard import DATA
 
 from engine import db, enrich, facets, ingest
 from engine.enrich.settings import EnrichSettings
-from engine.models import split, stage
+from engine.models import runs, split, stage
 
 COLUMNS = ["recall@20", "ndcg@20", "hit@20", "coverage@20", "sampled_hr@10", "sampled_ndcg@10"]
 
@@ -40,6 +40,28 @@ def prepare(path: str) -> tuple[duckdb.DuckDBPyConnection, split.SplitInfo]:
     return con, split.ensure(con, None)
 
 
+def compare(
+    con: duckdb.DuckDBPyConnection, model: str, variants: list[tuple[str, dict]], db_path: str
+) -> list[tuple[str, runs.RunRecord, float]]:
+    """Train `model` once per (label, settings) on the current split; (label, run, seconds)."""
+    out = []
+    for label, settings in variants:
+        t = time.perf_counter()
+        rec = stage.train(con, model, settings, db_path=Path(db_path), force=True).record
+        out.append((label, rec, time.perf_counter() - t))
+        print(f"{model} {label}: {out[-1][2]:.0f} s", flush=True)
+    return out
+
+
+def print_table(first: str, rows: list[tuple[str, runs.RunRecord, float]]) -> None:
+    """The runs as a Markdown table: full-ranking and sampled metrics, best epoch, seconds."""
+    print(f"| {first} | " + " | ".join(COLUMNS) + " | best epoch | s |")
+    print("|---" * (len(COLUMNS) + 3) + "|")
+    for label, rec, secs in rows:
+        cells = " | ".join(f"{rec.metrics.get(c, float('nan')):.4f}" for c in COLUMNS)
+        print(f"| {label} | {cells} | {rec.params.get('best_epoch')} | {secs:.0f} |")
+
+
 def main() -> None:
     """Prepare the database once, train NCF without then with side features, print a table."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -47,26 +69,19 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40, help="cap (early stopping on valid)")
     args = ap.parse_args()
     con, info = prepare(args.db)
-    rows = []
-    for side in (False, True):
-        t = time.perf_counter()
-        rec = stage.train(
-            con,
-            "ncf",
-            {"epochs": args.epochs, "progress": False, "side_features": side},
-            db_path=Path(args.db),
-            force=True,
-        ).record
-        rows.append((side, rec, time.perf_counter() - t))
-        print(f"side_features={side}: {rows[-1][2]:.0f} s, {rec.params.get('side_features')}")
+    base = {"epochs": args.epochs, "progress": False}
+    rows = compare(
+        con,
+        "ncf",
+        [
+            ("none", {**base, "side_features": False}),
+            ("age bucket + genre facet", {**base, "side_features": True}),
+        ],
+        args.db,
+    )
     con.close()
     print(f"\nsplit {info.split_id}; NCF defaults, epochs <= {args.epochs}, seed fixed\n")
-    print("| side features | " + " | ".join(COLUMNS) + " | best epoch | s |")
-    print("|---" * (len(COLUMNS) + 3) + "|")
-    for side, rec, secs in rows:
-        used = ", ".join(rec.params.get("side_features") or []) if side else "none"
-        cells = " | ".join(f"{rec.metrics.get(c, float('nan')):.4f}" for c in COLUMNS)
-        print(f"| {used} | {cells} | {rec.params.get('best_epoch')} | {secs:.0f} |")
+    print_table("side features", rows)
 
 
 if __name__ == "__main__":
