@@ -126,4 +126,10 @@ def create_app(db_path: str | Path, *, warm: bool = False, threads: int | None =
             layout = page["layout"]
             if callable(layout):
                 layout()
+        # Serve a first request now: Dash registers the script paths it may serve while it sets up
+        # on a process's first request, and in a gunicorn worker a script request racing that
+        # setup in another thread got a 500 ("the path requested is not valid"): a blank page.
+        client = app.server.test_client()
+        for path in ("/", "/_dash-layout", "/_dash-dependencies"):
+            client.get(path).close()
     return app

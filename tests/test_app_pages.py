@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 from typing import Any
@@ -329,3 +330,21 @@ def test_server_gives_each_worker_its_share_of_the_cores():
     assert all(env[v] == share for v in THREAD_VARS if v != "OMP_NUM_THREADS")
     argv = command(__import__("pathlib").Path("x.duckdb"), "0.0.0.0", 8123, 2, 3)
     assert argv[1:3] == ["-m", "app.server"] and argv[-4:] == ["--workers", "2", "--threads", "3"]
+
+
+def test_a_warm_worker_has_registered_every_script_before_its_first_request(app_db):
+    """gunicorn's workers each build the app. Dash registers the script paths it may serve while
+    it sets up on a worker's first request; a script request racing that setup in another thread
+    got a 500 ("the path requested is not valid") and left the browser on "Loading...". A warm
+    app (what `bookrec serve` builds) has registered them all before it accepts a connection."""
+    from app.main import create_app
+
+    cold = create_app(app_db)
+    assert not any(cold.registered_paths.values())  # nothing until a first request
+    warm = create_app(app_db, warm=True)
+    index = cold.server.test_client().get("/").get_data(as_text=True)
+    wanted = re.findall(r'<script src="/_dash-component-suites/([^/]+)/([^"?]+)', index)
+    assert len(wanted) > 5
+    for package, path in wanted:
+        plain = re.sub(r"\.v[0-9_]+m[0-9]+", "", path)  # the URL carries a version fingerprint
+        assert plain in warm.registered_paths[package], (package, plain)

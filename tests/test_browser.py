@@ -167,22 +167,9 @@ class Page:
         self.tab.close()
 
 
-@pytest.fixture(scope="module")
-def warm(browser, server) -> str:
-    """Open the dashboard once before the timed tests: a fresh Chromium profile on a busy CI box
-    once took over 20 s for its very first page (speed is bench/app.py's job, not these tests')."""
-    tab = Page(browser, server)
-    try:
-        tab.open("/", "Long tail per book", timeout=90_000)
-        assert tab.errors == []
-    finally:
-        tab.close()
-    return server
-
-
 @pytest.fixture()
-def page(browser, warm) -> Iterator[Page]:
-    tab = Page(browser, warm)
+def page(browser, server) -> Iterator[Page]:
+    tab = Page(browser, server)
     yield tab
     tab.close()
 
