@@ -89,9 +89,8 @@ def serve(
         ServeSettings, "serve", {"host": host, "port": port, "workers": workers, "threads": threads}
     )
     _check_port(settings.host, settings.port)
-    db.connect(
-        db_path, read_only=True
-    ).close()  # a missing or stale database fails here, in one line
+    # a missing or stale database fails here, in one line, before the server starts
+    db.connect(db_path, read_only=True).close()
     if not debug:
         from app.server import command, thread_env  # gunicorn and the app load in the new process
 
