@@ -11,8 +11,10 @@ here agree with them. This module never imports dash or plotly.
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +32,13 @@ T = TypeVar("T")
 FIELDS = ("genre", "category", "theme", "tone", "audience")
 SORTABLE = ("score", "mean_rating", "n_explicit", "n_interactions", "year", "title", "author")
 WARM_M = (0.0, 50.0, 100.0, 200.0, 500.0)  # the browse page's m slider stops
+MAX_M = 10_000.0  # the browse page's largest prior weight; larger values are clamped
+# Client values (a browse m, a facet label, a search text) key these caches: each keeps only its
+# most recent entries, so no sequence of requests can grow a worker (at full size an m costs
+# ~4.4 MB of scores and orders, a facet mask 0.27 MB, a text mask 0.27 MB).
+RECENT_M = 16  # entries: an m's scores and its order each take one
+RECENT_FACETS = 128
+RECENT_TEXTS = 64
 CACHE_AFTER_WARM = "256MB"  # DuckDB's memory limit once the in-memory indexes are loaded
 HINTS = {
     "data": ("No books in the database yet", "Run `bookrec ingest` (or `just demo`) first"),
@@ -58,6 +67,32 @@ class BrowseQuery:
     desc: bool = True
     page: int = 1
     page_size: int = 20
+
+
+class _Recent:
+    """A small thread-safe LRU map for values computed from what a client sends."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable, load: Callable[[], T]) -> T:
+        """The value of `key`, loading it (outside the lock) and evicting the oldest if new."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = load()
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return value
 
 
 @dataclass
@@ -203,8 +238,10 @@ class Store:
         self.path = Path(path)
         self._con = db.connect(self.path, read_only=True, threads=threads)
         self._lock = threading.RLock()  # loads nest (scores -> book_table)
-        self._memo: dict[Any, Any] = {}
-        self._texts: dict[str, np.ndarray] = {}
+        self._memo: dict[Any, Any] = {}  # keys chosen by the code, never by a client
+        self._by_m = _Recent(RECENT_M)  # scores and orders of m values off the slider's stops
+        self._facets = _Recent(RECENT_FACETS)
+        self._texts = _Recent(RECENT_TEXTS)
         objects = self.frame("app_objects")
         self.objects = set(objects["name"].to_list())
         self.sizes: dict[str, int] = self.frame("app_table_sizes").row(0, named=True)
@@ -242,6 +279,19 @@ class Store:
             if key not in self._memo:
                 self._memo[key] = load()
             return self._memo[key]
+
+    def _per_m(self, key: tuple[Any, ...], m: float, load: Callable[[], T]) -> T:
+        """Kept for the life of the process at the slider's stops, among the recent ones else."""
+        return self._cached(key, load) if m in WARM_M else self._by_m.get(key, load)
+
+    def cache_sizes(self) -> dict[str, int]:
+        """How many entries each in-process cache holds (tests, benchmarks)."""
+        return {
+            "memo": len(self._memo),
+            "by_m": len(self._by_m),
+            "facets": len(self._facets),
+            "texts": len(self._texts),
+        }
 
     def cached_frame(self, name: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         """A named query's result, memoised by name and parameters."""
@@ -389,7 +439,7 @@ class Store:
                 s = v / (v + m) * mean + m / (v + m) * c
             return np.where(v + m > 0, s, c)
 
-        return self._cached(("scores", m), load)
+        return self._per_m(("scores", m), m, load)
 
     def _order(self, m: float, sort: str, desc: bool) -> np.ndarray:
         """Row order of the whole book table for a sort (int32, cached); filters keep this order.
@@ -408,11 +458,18 @@ class Store:
                 primary = col.rank("dense", descending=desc).fill_null(col.len() + 1).to_numpy()
             return np.lexsort([isbn_rank, -n_int, primary]).astype(np.int32)
 
-        return self._cached(key, load)
+        return self._per_m(key, m, load) if sort == "score" else self._cached(key, load)
+
+    def _labels(self, fld: str) -> frozenset[str]:
+        """The facet labels that books of the table carry in one field."""
+        return self._cached(
+            ("labels", fld),
+            lambda: frozenset(self.book_table()[fld].explode().drop_nulls().unique().to_list()),
+        )
 
     def _facet_mask(self, fld: str, label: str) -> np.ndarray:
-        return self._cached(
-            ("facet", fld, label), lambda: self.book_table()[fld].list.contains(label).to_numpy()
+        return self._facets.get(
+            (fld, label), lambda: self.book_table()[fld].list.contains(label).to_numpy()
         )
 
     def _mask(self, q: BrowseQuery) -> np.ndarray | None:
@@ -426,7 +483,8 @@ class Store:
         for fld, labels in q.facets.items():
             if fld in FIELDS and labels:
                 any_of = np.zeros(books.height, dtype=bool)
-                for label in labels:
+                # a label no book carries matches nothing: refused before any scan or cache
+                for label in self._labels(fld).intersection(labels):
                     any_of |= self._facet_mask(fld, label)
                 mask = both(mask, any_of)
         year = books["year"]
@@ -442,26 +500,23 @@ class Store:
         return mask
 
     def _text_mask(self, text: str) -> np.ndarray:
-        """Books whose title or author contains `text` (literal, lower-case); the last 64 are kept,
+        """Books whose title or author contains `text` (literal, lower-case); recent ones are kept,
         so paging and re-sorting a search does not scan the titles again."""
-        with self._lock:
-            hit = self._texts.pop(text, None)
-        if hit is None:
+
+        def load() -> np.ndarray:
             books = self.book_table()
             found = books["title_lc"].str.contains(text, literal=True) | books[
                 "author_lc"
             ].str.contains(text, literal=True)
-            hit = found.fill_null(False).to_numpy()
-        with self._lock:
-            self._texts[text] = hit
-            while len(self._texts) > 64:
-                self._texts.pop(next(iter(self._texts)))
-        return hit
+            return found.fill_null(False).to_numpy()
+
+        return self._texts.get(text, load)
 
     def browse(self, q: BrowseQuery) -> tuple[pl.DataFrame, int]:
         """One page of popular books under the filters, and the number of matches."""
         self.require("data")
-        m = max(float(q.m), 0.0)
+        m = float(q.m)
+        m = min(max(m, 0.0), MAX_M) if math.isfinite(m) else BrowseQuery.m
         order = self._order(m, q.sort if q.sort in SORTABLE else "score", bool(q.desc))
         mask = self._mask(q)
         rows = order if mask is None else order[mask[order]]
@@ -786,6 +841,7 @@ class Store:
     def cooccurrence(self, field_a: str, field_b: str) -> pl.DataFrame:
         """Label pairs of two facet fields with books, lift and P(b|a) (facet_cooccurrence)."""
         self.require("facets")
+        _fields(field_a, field_b)
         return self.cached_frame("facet_pair_counts", {"field_a": field_a, "field_b": field_b})
 
     def facet_counts(self) -> pl.DataFrame:
@@ -796,11 +852,13 @@ class Store:
     def facet_triples(self, x: str = "genre", y: str = "audience", z: str = "tone") -> pl.DataFrame:
         """Books per (x, y, z) label triple: the 3D surface x × y -> z."""
         self.require("facets")
+        _fields(x, y, z)
         return self.cached_frame("facet_triples", {"x_field": x, "y_field": y, "z_field": z})
 
     def facet_labels(self, fld: str) -> pl.DataFrame:
         """Raw label -> facet mapping of one field."""
         self.require("facets")
+        _fields(fld)
         return self.cached_frame("facet_labels_of_field", {"field": fld})
 
     def runs(self) -> pl.DataFrame:
@@ -810,6 +868,15 @@ class Store:
     def run_curves(self, run_ids: Sequence[str]) -> pl.DataFrame:
         """Per-epoch history (loss, validation metrics) of some runs."""
         return self.frame("app_run_curves", {"run_ids": list(run_ids)})
+
+
+def _fields(*names: str) -> None:
+    """Refuse a facet field that is not one of FIELDS (such answers are memoised per field)."""
+    for name in names:
+        if name not in FIELDS:
+            raise UnknownEntityError(
+                f"no facet field {name!r}", hint=f"Fields: {', '.join(FIELDS)}"
+            )
 
 
 _STORES: dict[Path, Store] = {}
