@@ -86,9 +86,11 @@ def navbar() -> dbc.Navbar:
     )
 
 
-def create_app(db_path: str | Path, *, warm: bool = False, threads: int | None = None) -> dash.Dash:
+def create_app(
+    db_path: str | Path, *, warm: bool = False, threads: int | None = None, debug: bool = False
+) -> dash.Dash:
     """Build the dashboard over `db_path` (opened read-only once per process, DuckDB limited to
-    `threads` threads when given)."""
+    `threads` threads when given); `debug` turns on Dash's dev tools (the browser's error overlay)."""
     store = data.init(db_path, warm=warm, threads=threads)
     app = dash.Dash(
         __name__,
@@ -107,7 +109,9 @@ def create_app(db_path: str | Path, *, warm: bool = False, threads: int | None =
             dbc.Container(dash.page_container, fluid="xl", className="page"),
             html.Footer(
                 dbc.Container(
-                    html.Small(f"database: {store.path}", className="text-muted"), fluid="xl"
+                    # the file name only: the server's directories are no visitor's business
+                    html.Small(f"database: {store.path.name}", className="text-muted"),
+                    fluid="xl",
                 ),
                 className="py-3 border-top bg-white",
             ),
@@ -120,6 +124,9 @@ def create_app(db_path: str | Path, *, warm: bool = False, threads: int | None =
         dash.State("navbar-collapse", "is_open"),
     )
     plotly_2d_route(app)
+    if debug:
+        # before the warm-up request below: Flask refuses new error handlers after a first request
+        app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)
     if warm:
         # build every page once: the first figure pays for Plotly's templates and validators (~0.2 s)
         for page in dash.page_registry.values():

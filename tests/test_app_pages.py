@@ -348,3 +348,82 @@ def test_a_warm_worker_has_registered_every_script_before_its_first_request(app_
     for package, path in wanted:
         plain = re.sub(r"\.v[0-9_]+m[0-9]+", "", path)  # the URL carries a version fingerprint
         assert plain in warm.registered_paths[package], (package, plain)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.7", "::", "example.org"])
+def test_debug_is_refused_off_loopback(tmp_path, capsys, host):
+    """--debug serves Flask's debugger (it runs code sent to it): loopback only, one line."""
+    from engine.cli import main
+
+    db_path = build_app_db(tmp_path / "d.duckdb", with_models=False, with_facets=False)
+    assert main(["serve", "--db", str(db_path), "--debug", "--host", host]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loopback only" in err[0] and host in err[0]
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("10.0.0.1", False),
+        ("", False),
+    ],
+)
+def test_is_loopback(host, loopback):
+    from engine.commands.serve import is_loopback
+
+    assert is_loopback(host) is loopback
+
+
+@pytest.mark.slow
+def test_debug_server_starts_and_serves(app_db):
+    """`bookrec serve --debug` (the documented development mode) starts, serves the dashboard
+    with Dash's dev tools, and answers a callback; it once died on start with a traceback."""
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = str(__import__("pathlib").Path(sys.executable).with_name("bookrec"))
+    proc = subprocess.Popen(
+        [exe, "serve", "--db", str(app_db), "--debug", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline, body = time.monotonic() + 60, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    body = r.read().decode()
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert body is not None, (
+            f"debug server never answered: {proc.poll()} {proc.stdout.read() if proc.poll() is not None else ''}"
+        )
+        assert '"ui": true' in body or '"ui":true' in body  # Dash's dev-tools overlay is on
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_dash-layout", timeout=5) as r:
+            assert r.status == 200 and b"bookrec" in r.read()
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=20)
+    assert "Traceback" not in out, out[-2000:]
+
+
+def test_footer_shows_the_database_file_name_not_its_path(app_db):
+    from app.main import create_app
+
+    app = create_app(app_db)
+    layout = text_of(app.layout)
+    assert f"database: {app_db.name}" in layout
+    assert str(app_db.parent) not in layout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import socket
 import time
@@ -37,6 +38,25 @@ class ServeSettings:
     def processes(self) -> int:
         """Worker processes to start (resolves workers = 0)."""
         return self.workers or max(1, min(4, os.cpu_count() or 1))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` names only this machine (127.0.0.0/8, ::1 or localhost)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_debug(host: str) -> None:
+    if not is_loopback(host):
+        raise ConfigError(
+            f"--debug serves Flask's debugger, which runs code sent to it, so it listens on "
+            f"loopback only, not on {host}",
+            hint="Drop --host (127.0.0.1 is the default) or drop --debug",
+        )
 
 
 def _check_port(host: str, port: int) -> None:
@@ -74,7 +94,8 @@ def _check_port(host: str, port: int) -> None:
 @click.option(
     "--debug",
     is_flag=True,
-    help="Flask's development server in this process, with Dash's error overlay in the browser.",
+    help="Flask's development server and debugger in this process, with Dash's error overlay in "
+    "the browser; loopback hosts only.",
 )
 def serve(
     db_path: Path,
@@ -88,6 +109,8 @@ def serve(
     settings = config.load_settings(
         ServeSettings, "serve", {"host": host, "port": port, "workers": workers, "threads": threads}
     )
+    if debug:
+        _check_debug(settings.host)
     _check_port(settings.host, settings.port)
     # a missing or stale database fails here, in one line, before the server starts
     db.connect(db_path, read_only=True).close()
@@ -99,12 +122,15 @@ def serve(
     from app.main import create_app  # the dashboard's imports (dash, plotly) stay out of the engine
 
     start = time.perf_counter()
-    app = create_app(db_path, warm=True)
+    app = create_app(db_path, warm=True, debug=True)
     click.echo(
         f"bookrec: {db_path} loaded in {time.perf_counter() - start:.1f} s; "
         f"dashboard on http://{settings.host}:{settings.port} (debug server; Ctrl+C to stop)"
     )
-    app.run(host=settings.host, port=settings.port, debug=True, use_reloader=False, threaded=True)
+    # Dash's dev tools are on already (create_app); Dash.run would set them up a second time
+    app.server.run(
+        host=settings.host, port=settings.port, debug=True, use_reloader=False, threaded=True
+    )
 
 
 commands = [serve]
