@@ -238,16 +238,28 @@ def test_overview_metadata_and_runs(app_store):
 
 
 def test_concurrent_requests_on_cursors(app_store):
-    def work(i: int) -> int:
-        if i % 3 == 0:
-            return app_store.recommend("lightgcn", 1 + i % 30, 5).height
-        if i % 3 == 1:
-            return app_store.browse(BrowseQuery(facets={"genre": (GENRES[i % 3],)}))[1]
-        return app_store.search_users(str(i % 9 + 1)).height
+    """Answers from 8 threads at once equal the same calls made one after another."""
 
+    def work(i: int) -> pl.DataFrame:
+        kind = i % 5
+        if kind == 0:
+            return app_store.recommend("lightgcn", 1 + i % 30, 5)
+        if kind == 1:
+            q = BrowseQuery(m=float(i), facets={"genre": (GENRES[i % 3],)}, text="book"[: i % 5])
+            frame, total = app_store.browse(q)
+            return frame.with_columns(total=pl.lit(total))
+        if kind == 2:
+            return app_store.search_users(str(i % 9 + 1))
+        if kind == 3:
+            return app_store.similar_content(isbn_of(i % 3, i % 12), 5)
+        return app_store.recommend("ncf", 1 + i % 30, 5)
+
+    serial = [work(i) for i in range(60)]
     with cf.ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(work, range(48)))
-    assert all(r > 0 for r in results)
+        concurrent = list(pool.map(work, range(60)))
+    assert all(f.height > 0 for f in serial)
+    for i, (a, b) in enumerate(zip(serial, concurrent, strict=True)):
+        assert a.equals(b), f"request {i} answered differently under concurrency"
 
 
 def test_pruned_content_search_is_exact():

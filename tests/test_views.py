@@ -113,13 +113,41 @@ def test_popular_books_matches_bayesian_formula(loaded, m: int) -> None:
     assert unrated.height == 20 and np.allclose(unrated["score"].to_numpy(), c)
 
 
-def test_popular_books_prior_weight_changes_the_order(loaded) -> None:
-    con, _ = loaded
-    top50 = db.fetch(con, "SELECT isbn FROM popular_books ORDER BY rank LIMIT 10")["isbn"].to_list()
-    top1 = db.fetch(con, "SELECT isbn FROM popular_books_m(m := 1) ORDER BY rank LIMIT 10")[
-        "isbn"
-    ].to_list()
-    assert top50 != top1
+@pytest.mark.parametrize(
+    ("m", "want"),
+    [
+        # C = (10 + 4*6 + 5*8) / 10 = 7.4; score = (sum of ratings + m*C) / (v + m)
+        (50, [("C", 410 / 55), ("A", 380 / 51), ("D", 7.4), ("B", 394 / 54)]),
+        (1, [("A", 17.4 / 2), ("C", 47.4 / 6), ("D", 7.4), ("B", 31.4 / 5)]),
+        (0, [("A", 10.0), ("C", 8.0), ("D", 7.4), ("B", 6.0)]),
+    ],
+)
+def test_popular_books_on_known_numbers(tmp_path: Path, m: int, want) -> None:
+    """A: one 10; B: four 6s; C: five 8s and two implicit reads; D: unrated (scores C exactly).
+    A small m trusts A's single 10; m = 50 pulls it to the mean, so C's five 8s win."""
+    rows = [(1, "A", 10)] + [(u, "B", 6) for u in range(1, 5)]
+    rows += [(u, "C", 8) for u in range(1, 6)] + [(6, "C", 0), (7, "C", 0)]
+    ratings = pl.DataFrame(rows, schema=["user_id", "isbn", "rating"], orient="row").cast(
+        {"user_id": pl.Int32, "rating": pl.Int8}
+    )
+    books = pl.DataFrame({"isbn": list("ABCD"), "isbn_kind": "other", "isbn_valid": True})
+    con = db.connect(tmp_path / "known.duckdb")
+    with db.transaction(con):
+        db.replace_table(con, "books", books)
+        db.replace_table(con, "ratings", ratings)
+    sql = "SELECT rank, isbn, score, n_explicit, n_implicit FROM popular_books_m(m := $m) ORDER BY rank"
+    got = db.fetch(con, sql, {"m": m})
+    assert got["isbn"].to_list() == [isbn for isbn, _ in want]
+    assert got["rank"].to_list() == [1, 2, 3, 4]
+    np.testing.assert_allclose(got["score"].to_numpy(), [x for _, x in want], rtol=1e-12)
+    counts = dict(
+        zip(got["isbn"], zip(got["n_explicit"], got["n_implicit"], strict=True), strict=True)
+    )
+    assert counts == {"A": (1, 0), "B": (4, 0), "C": (5, 2), "D": (0, 0)}
+    if m == 50:
+        view = db.fetch(con, "SELECT isbn, score FROM popular_books ORDER BY rank")
+        assert view["isbn"].to_list() == got["isbn"].to_list()
+    con.close()
 
 
 def test_book_stats(loaded) -> None:

@@ -14,8 +14,10 @@ FROM (
         s.mean_rating,
         coalesce(s.n_implicit, 0)     AS n_implicit,
         coalesce(s.n_interactions, 0) AS n_interactions,
-        coalesce(s.n_explicit, 0) / (coalesce(s.n_explicit, 0) + m) * coalesce(s.mean_rating, c.c)
-            + m / (coalesce(s.n_explicit, 0) + m) * c.c AS score
+        CASE WHEN coalesce(s.n_explicit, 0) + m > 0  -- m = 0 and no rating: C, not 0/0 = NaN
+            THEN coalesce(s.n_explicit, 0) / (coalesce(s.n_explicit, 0) + m) * coalesce(s.mean_rating, c.c)
+                + m / (coalesce(s.n_explicit, 0) + m) * c.c
+            ELSE c.c END AS score
     FROM books b
     LEFT JOIN book_stats s USING (isbn)
     CROSS JOIN c
