@@ -30,6 +30,8 @@ FAULTS = (
     "401",
     "429",
     "429ms",
+    "429bare",
+    "quota",
     "500",
     "slow",
     "truncated",
@@ -142,6 +144,8 @@ class FakeOpenAI:
         asyncio.run_coroutine_threadsafe(_cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():  # else each server leaves an "unclosed event loop" warning
+            self._loop.close()
 
     # --- views for tests ---------------------------------------------------------------------------
     def requested_isbns(self) -> list[str]:
@@ -254,6 +258,19 @@ class FakeOpenAI:
                 429,
                 {"error": {"message": "Rate limit reached"}},
                 {**limits, "retry-after-ms": str(int(self.retry_after * 1000))},
+            )
+        if fault == "429bare":  # no retry-after: the client picks its own backoff
+            return status(429, {"error": {"message": "Rate limit reached"}}, limits)
+        if fault == "quota":  # OpenAI's 429 for an exhausted quota: waiting never helps
+            return status(
+                429,
+                {
+                    "error": {
+                        "message": "You exceeded your current quota",
+                        "type": "insufficient_quota",
+                        "code": "insufficient_quota",
+                    }
+                },
             )
         if fault == "401":
             return status(

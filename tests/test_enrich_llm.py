@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import math
+import time
+import warnings
 from pathlib import Path
 
 import duckdb
+import openai
 import polars as pl
 import pytest
 
 from engine import db
 from engine.enrich import EnrichSettings, run
+from engine.enrich.llm import LLMClient
 from engine.enrich.schema import normalize_labels
 from engine.errors import ProviderError
 from tests.fake_openai import FakeOpenAI, labels_for
@@ -148,6 +154,138 @@ def test_retry_after_is_respected(tmp_path: Path, fault: str, wait: float) -> No
     assert [r.status for r in log] == [429, 200]
     assert log[1].t - log[0].t >= wait - 0.01
     assert log[1].t - log[0].t < wait + 0.5
+    assert enriched(con).height == 8
+
+
+def test_rate_limits_spend_no_book_attempts(tmp_path: Path) -> None:
+    # The batch holding book 3 is answered 429 six times, more than its 5 attempts: a 429 is the
+    # server's doing, so the first run must still enrich it (today's code failed those 8 books).
+    con = make_db(tmp_path / "db.duckdb", 16)
+    seen = {"n": 0}
+
+    def throttle(_n: int, titles: list[str]) -> str | None:
+        if any(t.endswith(" Book 3") for t in titles) and seen["n"] < 6:
+            seen["n"] += 1
+            return "429ms"
+        return None
+
+    with FakeOpenAI(fault_for=throttle, retry_after=0.05) as server:
+        result = run(con, llm_settings(server, max_attempts=5))
+        statuses = [r.status for r in server.log]
+    assert failures(con).is_empty() and enriched(con).height == 16
+    assert statuses.count(429) == 6 == result.stats.rate_limited
+    assert statuses.count(200) == 2  # not halved either: the batch was never at fault
+
+
+def test_every_fifth_request_429_loses_no_book_on_the_first_run(tmp_path: Path) -> None:
+    con = make_db(tmp_path / "db.duckdb", 100)
+    every_fifth = lambda n, _ts: "429" if n % 5 == 0 else None  # noqa: E731
+    with FakeOpenAI(fault_for=every_fifth, retry_after=0.0) as server:
+        result = run(con, llm_settings(server, max_attempts=5))
+    assert result.stats.failed == 0 and enriched(con).height == 100
+    assert result.stats.rate_limited == sum(r.status == 429 for r in server.log) >= 3
+
+
+def test_a_server_that_only_answers_429_stops_the_run_with_one_clear_line(tmp_path: Path) -> None:
+    con = make_db(tmp_path / "db.duckdb", 16)
+    always = lambda _n, _ts: "429ms"  # noqa: E731
+    start = time.monotonic()
+    # Patience is 10 x backoff_max = 1 s of nothing but 429s.
+    with FakeOpenAI(fault_for=always, retry_after=0.05) as server:
+        with pytest.raises(ProviderError, match="nothing but 429") as err:
+            run(con, llm_settings(server, backoff_max=0.1))
+        sent = len(server.log)
+    assert time.monotonic() - start < 5 and sent > 10  # kept trying, but not forever
+    assert "rate limit" in str(err.value) and KEY not in str(err.value)
+    assert failures(con).is_empty()  # nothing blamed on the books: a rerun asks for all of them
+
+
+def test_the_rate_limit_patience_is_a_setting(tmp_path: Path) -> None:
+    con = make_db(tmp_path / "db.duckdb", 8)
+    always = lambda _n, _ts: "429ms"  # noqa: E731
+    start = time.monotonic()
+    # backoff_max 30 s would give 300 s of patience; the setting makes it 0.5 s
+    with FakeOpenAI(fault_for=always, retry_after=0.05) as server:
+        with pytest.raises(ProviderError, match="nothing but 429"):
+            run(con, llm_settings(server, backoff_max=30.0, rate_limit_wait=0.5))
+    assert time.monotonic() - start < 5
+    with pytest.raises(ValueError, match="rate_limit_wait"):
+        llm_settings(server, rate_limit_wait=-1.0)
+
+
+def test_a_429_with_a_long_retry_after_stops_at_once(tmp_path: Path) -> None:
+    con = make_db(tmp_path / "db.duckdb", 8)
+    with FakeOpenAI(script=["429"], retry_after=60.0) as server:
+        with pytest.raises(ProviderError, match="wait 60 s"):
+            run(con, llm_settings(server))  # patience 3 s < the 60 s asked for
+        assert len(server.log) == 1
+
+
+def test_exhausted_quota_is_fatal_not_a_rate_limit(tmp_path: Path) -> None:
+    con = make_db(tmp_path / "db.duckdb", 16)
+    with FakeOpenAI(fault_for=lambda _n, _ts: "quota") as server:
+        with pytest.raises(ProviderError, match="quota"):
+            run(con, llm_settings(server, concurrency=1))
+        assert len(server.log) == 1
+
+
+def test_retries_are_waited_out_by_the_backoff_library(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # backoff announces each wait it sleeps through, one per failed request: the server's
+    # retry-after as is, else full-jitter exponential (the second 429 in a row: <= 2 x base).
+    caplog.set_level(logging.DEBUG, logger="engine.enrich")
+    con = make_db(tmp_path / "db.duckdb", 8)
+    with FakeOpenAI(script=["500", "429ms", "429bare"], retry_after=0.25) as server:
+        result = run(con, llm_settings(server, concurrency=1, backoff_base=0.05))
+        assert [r.status for r in server.log] == [500, 429, 429, 200]
+    waits = [r for r in caplog.records if str(r.msg).startswith("Backing off")]
+    assert [r.args[0] for r in waits] == ["_try"] * 3
+    assert waits[0].args[1] <= 0.05 and waits[1].args[1] == 0.25 and waits[2].args[1] <= 0.1
+    assert "HTTP 500" in waits[0].args[2] and "HTTP 429" in waits[1].args[2]
+    assert result.stats.retries == 3 and enriched(con).height == 8
+
+
+def test_sdk_runs_over_aiohttp_and_closes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    made: list[openai.DefaultAioHttpClient] = []
+
+    class Spy(openai.DefaultAioHttpClient):  # the real aiohttp client, counted
+        def __init__(self, **kw: object) -> None:
+            super().__init__(**kw)
+            made.append(self)
+
+    monkeypatch.setattr(openai, "DefaultAioHttpClient", Spy)
+    con = make_db(tmp_path / "db.duckdb", 24)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with FakeOpenAI(script=["500", "slow"], slow_s=1.5) as server:
+            run(con, llm_settings(server))
+        gc.collect()
+    assert len(made) == 1 and made[0].is_closed
+    assert enriched(con).height == 24  # timeouts and errors map as over httpx
+    assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert "Unclosed" not in caplog.text
+
+
+def test_without_the_aiohttp_extra_the_default_transport_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Missing:  # what the SDK offers when `openai[aiohttp]` is not installed
+        def __init__(self, **_kw: object) -> None:
+            raise RuntimeError("To use the aiohttp client you must install the aiohttp extra")
+
+    client = LLMClient(model="m", api_key=KEY, base_url="http://127.0.0.1:9/v1", timeout=1.0)
+    assert client.transport == "aiohttp"
+    asyncio.run(client.close())
+    monkeypatch.setattr(openai, "DefaultAioHttpClient", Missing)
+    con = make_db(tmp_path / "db.duckdb", 8)
+    with FakeOpenAI() as server:
+        client = LLMClient(model="m", api_key=KEY, base_url=server.base_url, timeout=1.0)
+        assert client.transport == "httpx"
+        asyncio.run(client.close())
+        run(con, llm_settings(server))
     assert enriched(con).height == 8
 
 

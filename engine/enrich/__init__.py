@@ -158,6 +158,7 @@ async def _run_llm(
         max_attempts=settings.max_attempts,
         backoff_base=settings.backoff_base,
         backoff_max=settings.backoff_max,
+        rate_limit_wait=settings.rate_limit_wait or None,
         price_in=settings.price_input_per_mtok,
         price_out=settings.price_output_per_mtok,
         seed=settings.seed,

@@ -1,4 +1,8 @@
-"""The only network code of enrichment: one chat-completions call through the openai SDK (retries off)."""
+"""The only network code of enrichment: one chat-completions call through the openai SDK (retries off).
+
+The SDK runs over aiohttp (`openai[aiohttp]`'s DefaultAioHttpClient) when that extra is installed,
+else over its default httpx transport.
+"""
 
 from __future__ import annotations
 
@@ -86,9 +90,15 @@ class LLMClient:
         self.mode = "json_object" if structured_output == "json_object" else "json_schema"
         self.temperature = temperature
         self._secret = api_key or ""
+        http_client = _aiohttp_client()
+        self.transport = "httpx" if http_client is None else "aiohttp"
         # Local servers (vLLM, llama.cpp, Ollama) ignore the key but the SDK insists on one.
         self._client = openai.AsyncOpenAI(
-            api_key=api_key or "no-key", base_url=base_url, timeout=timeout, max_retries=0
+            api_key=api_key or "no-key",
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=0,
+            http_client=http_client,
         )
 
     def redact(self, text: str) -> str:
@@ -96,7 +106,7 @@ class LLMClient:
         return text.replace(self._secret, "***") if len(self._secret) >= 4 else text
 
     async def close(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the HTTP connection pool (and with it the aiohttp session, when there is one)."""
         await self._client.close()
 
     async def complete(self, messages: list[dict[str, str]], max_tokens: int) -> Completion:
@@ -176,7 +186,10 @@ class LLMClient:
                 latency_s=latency,
             )
         retryable = status in (408, 409, 429) or status >= 500
-        fatal = status in (401, 403, 404)
+        # A 429 for an exhausted quota is not a rate limit: waiting never ends it.
+        fatal = status in (401, 403, 404) or (
+            status == 429 and _error_code(exc) == "insufficient_quota"
+        )
         return RequestFailed(
             f"HTTP {status}: {message}",
             retryable=retryable,
@@ -186,6 +199,26 @@ class LLMClient:
             fatal=fatal,
             latency_s=latency,
         )
+
+
+def _aiohttp_client() -> Any | None:
+    """openai's aiohttp-backed HTTP client when the `aiohttp` extra is installed, else None (httpx)."""
+    factory = getattr(openai, "DefaultAioHttpClient", None)  # older SDK releases lack it
+    if factory is None:
+        return None
+    try:
+        return factory()
+    except RuntimeError:  # the SDK's stand-in when aiohttp / httpx-aiohttp is missing
+        log.debug("openai's aiohttp transport is not installed; using httpx")
+        return None
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    code = getattr(exc, "code", None)
+    if code is None and isinstance(exc.body, dict):
+        inner = exc.body.get("error", exc.body)
+        code = inner.get("code") if isinstance(inner, dict) else None
+    return str(code) if code is not None else None
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

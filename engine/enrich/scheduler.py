@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import backoff
 
 from engine.enrich import prompt
 from engine.enrich.align import ReplyError, align, merge, parse_items
@@ -31,6 +34,7 @@ class Stats:
     retries: int = 0  # requests sent again after a failure
     requests: int = 0
     failed_requests: int = 0
+    rate_limited: int = 0  # 429 replies (they cost no book an attempt)
     reasked: int = 0  # books asked again (missing from a reply, or fields empty)
     dropped_ids: int = 0  # reply items with ids we never asked for
     prompt_tokens: int = 0
@@ -46,10 +50,24 @@ class Sink(Protocol):
     ) -> None: ...
 
 
+class _Again(Exception):
+    """Raised out of one try of a job: backoff waits (see Scheduler._wait) and sends the job again."""
+
+    def __init__(self, reason: str, tries: int, retry_after: float | None):
+        super().__init__(reason)
+        self.reason, self.tries, self.retry_after = reason, tries, retry_after
+
+
+class _Stopped(Exception):
+    """The run is ending on an error raised elsewhere: send nothing more."""
+
+
 @dataclass
 class _Job:
     isbns: list[str]
     refill: bool = False  # asking again for fields a first reply left empty
+    rate_limited: int = 0  # 429s in a row for this job (their backoff exponent)
+    failure: _Again | None = None  # split off a failed batch: wait like it before the first send
 
 
 @dataclass
@@ -64,7 +82,8 @@ class _Book:
 class _Outcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
-    requeue: list[tuple[_Job, float]] = field(default_factory=list)  # (job, delay seconds)
+    requeue: list[_Job] = field(default_factory=list)  # new jobs, sent when a worker is free
+    again: _Again | None = None  # send (what is left of) this job again after a backoff
 
 
 def labels_row(
@@ -79,8 +98,21 @@ def labels_row(
     return row
 
 
+# Workers per request slot: a worker waiting out a backoff holds no slot, so the others keep
+# every slot busy unless most jobs are backing off at once.
+WORKERS_PER_SLOT = 4
+# A run that gets nothing but 429s for this many times backoff_max seconds stops (ProviderError).
+RATE_LIMIT_PATIENCE = 10
+
+
 class Scheduler:
-    """Runs every book to an end state: enriched (maybe with empty fields and a reason) or failed."""
+    """Runs every book to an end state: enriched (maybe with empty fields and a reason) or failed.
+
+    Retrying is the `backoff` library's: each job runs in `backoff.on_exception`, one try per
+    request, waiting `_wait(exc)` between tries (the server's retry-after, else full-jitter
+    exponential in the books' attempts). What a try leaves to send again (a halved batch, books
+    with attempts left) is decided here, so attempts are counted per book across re-splits.
+    """
 
     def __init__(
         self,
@@ -97,20 +129,38 @@ class Scheduler:
         price_out: float,
         seed: int = 0,
         progress: Callable[[Stats], None] | None = None,
+        rate_limit_wait: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.client, self.budget, self.sink = client, budget, sink
         self.batch_size, self.concurrency, self.max_attempts = batch_size, concurrency, max_attempts
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
+        self.rate_limit_wait = (
+            RATE_LIMIT_PATIENCE * backoff_max if rate_limit_wait is None else rate_limit_wait
+        )
         self.price_in, self.price_out = price_in, price_out
         self.rng = random.Random(seed)
         self.progress = progress
         self.stats = Stats()
+        self._clock = clock
         self._books: dict[str, _Book] = {}
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._open = 0  # books not yet in an end state
         self._finished = asyncio.Event()
-        self._timers: list[asyncio.TimerHandle] = []
         self._request_no = 0
+        self._slots = asyncio.Semaphore(concurrency)  # requests in flight
+        self._throttled_since: float | None = None  # first 429 since the last other reply
+        self._stopping = False  # a worker died (fatal API error, sink error): start no request
+        # The single retry layer. jitter=None: _wait jitters itself but never the server's value.
+        self._send = backoff.on_exception(
+            backoff.runtime,
+            _Again,
+            value=self._wait,
+            jitter=None,
+            on_backoff=self._on_backoff,
+            logger=log,
+            backoff_log_level=logging.DEBUG,
+        )(self._try)
 
     async def run(self, books: list[BookRef]) -> Stats:
         """Enrich `books`; returns totals. A sink or hook exception aborts the run (committed work stays)."""
@@ -121,7 +171,9 @@ class Scheduler:
             self._queue.put_nowait(_Job(isbns[i : i + self.batch_size]))
         if not self._open:
             return self.stats
-        workers = [asyncio.create_task(self._worker()) for _ in range(self.concurrency)]
+        workers = [
+            asyncio.create_task(self._worker()) for _ in range(self.concurrency * WORKERS_PER_SLOT)
+        ]
         finished = asyncio.create_task(self._finished.wait())
         try:
             while not finished.done():
@@ -130,8 +182,6 @@ class Scheduler:
                     if w.done() and not w.cancelled() and w.exception() is not None:
                         raise w.exception()  # type: ignore[misc]
         finally:
-            for t in self._timers:
-                t.cancel()
             for w in [*workers, finished]:
                 w.cancel()
             await asyncio.gather(*workers, finished, return_exceptions=True)
@@ -141,10 +191,40 @@ class Scheduler:
         while True:
             job = await self._queue.get()
             job.isbns = [i for i in job.isbns if i in self._books]  # ended meanwhile? (defensive)
-            if job.isbns:
-                await self._process(job)
+            if not job.isbns:
+                continue
+            try:
+                await self._send(job)  # until nothing of it is left to send again
+            except _Stopped:
+                return
+            except BaseException:
+                self._stopping = True  # set before a worker waiting for the slot wakes up
+                raise
 
-    async def _process(self, job: _Job) -> None:
+    async def _try(self, job: _Job) -> None:
+        """One request for `job`; raises _Again when what is left of it should go again."""
+        if job.failure is not None:
+            failure, job.failure = job.failure, None
+            raise failure  # so backoff waits before this piece's first request, as for its batch
+        async with self._slots:  # held for the request only, never for a backoff wait
+            if self._stopping:
+                raise _Stopped
+            outcome, request = await self._request(job)
+        self._finish(outcome, request)
+        if outcome.again is not None:
+            raise outcome.again
+
+    def _wait(self, again: _Again) -> float:
+        """Seconds before the next try: the server's retry-after, else full-jitter exponential."""
+        if again.retry_after is not None:
+            return again.retry_after  # the server knows best; jitter would make us early or late
+        cap = min(self.backoff_max, self.backoff_base * 2 ** (again.tries - 1))
+        return self.rng.uniform(0, cap)
+
+    def _on_backoff(self, details: dict[str, Any]) -> None:
+        self.stats.retries += 1
+
+    async def _request(self, job: _Job) -> tuple[_Outcome, dict[str, Any]]:
         pairs = [(str(n + 1), self._books[i].ref) for n, i in enumerate(job.isbns)]
         ids = {str(n + 1): i for n, i in enumerate(job.isbns)}
         messages = prompt.build_messages(pairs)
@@ -166,8 +246,9 @@ class Scheduler:
             outcome = self._failed_request(job, exc, request)
         else:
             self.budget.observe(reply.headers)
+            self._throttled_since = None
             outcome = self._reply(job, ids, reply, request, est_prompt)
-        self._finish(outcome, request)
+        return outcome, request
 
     # --- outcomes -------------------------------------------------------------------------------
 
@@ -179,43 +260,68 @@ class Scheduler:
             latency_ms=exc.latency_s * 1000.0,
         )
         self.stats.failed_requests += 1
+        if exc.status == 429:
+            self.stats.rate_limited += 1
         if exc.fatal:
-            raise ProviderError(
-                f"the API refused the request: {exc.reason}",
-                hint="Check the API key, base URL and model name",
+            hint = (
+                "Check the account's quota and billing"
+                if exc.status == 429
+                else "Check the API key, base URL and model name"
             )
+            raise ProviderError(f"the API refused the request: {exc.reason}", hint=hint)
+        if exc.status != 429:
+            self._throttled_since = None
         if exc.retry_after == 0.0 and exc.reason.startswith("structured output unsupported"):
-            for isbn in job.isbns:  # a capability probe, not the book's fault: don't count it
-                self._books[isbn].attempts -= 1
-            return _Outcome(requeue=[(job, 0.0)])
+            self._refund(job)  # a capability probe, not the book's fault
+            return _Outcome(again=_Again(exc.reason, 1, 0.0))
+        if exc.status == 429:
+            return self._rate_limited(job, exc)
         if not exc.retryable:
             return self._give_up(job.isbns, exc.reason)
         return self._retry(job, exc.reason, exc.retry_after)
 
+    def _refund(self, job: _Job) -> None:
+        for isbn in job.isbns:
+            self._books[isbn].attempts -= 1
+
+    def _rate_limited(self, job: _Job, exc: RequestFailed) -> _Outcome:
+        """A 429 is the server's doing: it costs no book an attempt; only time bounds it."""
+        self._refund(job)
+        now = self._clock()
+        if self._throttled_since is None:
+            self._throttled_since = now
+        throttled = now - self._throttled_since
+        if throttled + (exc.retry_after or 0.0) > self.rate_limit_wait:
+            asked = f", asked to wait {exc.retry_after:.0f} s more" if exc.retry_after else ""
+            raise ProviderError(
+                f"the API answered nothing but 429 (rate limited) for {throttled:.0f} s{asked}: "
+                f"{exc.reason}",
+                hint="Lower rpm/concurrency or check the account's rate limits; a rerun resumes",
+            )
+        job.rate_limited += 1
+        return _Outcome(again=_Again(exc.reason, job.rate_limited, exc.retry_after))
+
     def _retry(self, job: _Job, reason: str, retry_after: float | None) -> _Outcome:
+        """Books with attempts left go again after a backoff; the batch is halved after two failures."""
         out = _Outcome()
         alive = [i for i in job.isbns if self._books[i].attempts < self.max_attempts]
         out.rows, out.failures = self._end_exhausted(
             [i for i in job.isbns if i not in alive], reason
         )
-        if alive:
-            self.stats.retries += 1
-            attempt = max(self._books[i].attempts for i in alive)
-            if retry_after is not None:
-                delay = (
-                    retry_after  # the server knows best; jitter would only make us early or late
-                )
-            else:
-                delay = self.rng.uniform(
-                    0, min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
-                )
-            # A batch that keeps failing may hold one poison book: halve it so the others get through.
-            # On its last try each book goes alone, so one bad book cannot take its batch-mates down.
-            size = len(alive)
-            if retry_after is None and attempt >= 2:
-                size = 1 if self.max_attempts - attempt <= 1 else (len(alive) + 1) // 2
-            for i in range(0, len(alive), size):
-                out.requeue.append((_Job(alive[i : i + size], job.refill), delay))
+        if not alive:
+            return out
+        attempt = max(self._books[i].attempts for i in alive)
+        # A batch that keeps failing may hold one poison book: halve it so the others get through.
+        # On its last try each book goes alone, so one bad book cannot take its batch-mates down.
+        size = len(alive)
+        if retry_after is None and attempt >= 2:
+            size = 1 if self.max_attempts - attempt <= 1 else (len(alive) + 1) // 2
+        job.isbns, job.rate_limited = alive[:size], 0
+        out.again = _Again(reason, attempt, retry_after)
+        for i in range(size, len(alive), size):
+            piece = _Job(alive[i : i + size], job.refill)
+            piece.failure = _Again(reason, attempt, retry_after)
+            out.requeue.append(piece)
         return out
 
     def _give_up(self, isbns: list[str], reason: str) -> _Outcome:
@@ -301,7 +407,7 @@ class Scheduler:
             out.rows.append(labels_row(isbn, merged, still, reason))
         if refill:
             self.stats.reasked += len(refill)
-            out.requeue.append((_Job(refill, refill=True), 0.0))
+            out.requeue.append(_Job(refill, refill=True))
         missing = [ids[m] for m in found.missing]
         if missing:
             self.stats.reasked += len(missing)
@@ -318,13 +424,13 @@ class Scheduler:
             if retry and self.max_attempts - max(self._books[i].attempts for i in retry) <= 1:
                 size = 1  # last try: alone
             for i in range(0, len(retry), size):
-                out.requeue.append((_Job(retry[i : i + size], job.refill), 0.0))
+                out.requeue.append(_Job(retry[i : i + size], job.refill))
         return out
 
     def _retry_split(self, job: _Job, size: int) -> _Outcome:
         out = _Outcome()
         for i in range(0, len(job.isbns), size):
-            out.requeue.append((_Job(job.isbns[i : i + size], job.refill), 0.0))
+            out.requeue.append(_Job(job.isbns[i : i + size], job.refill))
         self.stats.retries += 1
         return out
 
@@ -341,13 +447,8 @@ class Scheduler:
             self.stats.failed += 1
             log.info("book %s failed: %s", fail["isbn"], fail["reason"])
         self._open -= len(out.rows) + len(out.failures)
-        for job, delay in out.requeue:
-            if delay <= 0:
-                self._queue.put_nowait(job)
-            else:
-                self._timers.append(
-                    asyncio.get_running_loop().call_later(delay, self._queue.put_nowait, job)
-                )
+        for job in out.requeue:
+            self._queue.put_nowait(job)
         if self.progress:
             self.progress(self.stats)
         if self._open <= 0:

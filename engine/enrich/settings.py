@@ -34,9 +34,11 @@ class EnrichSettings:
     rpm: int = 500  # client-side budgets (0: none); the server's x-ratelimit-* lower them
     tpm: int = 200_000
     request_timeout: float = 60.0  # seconds per HTTP request
-    max_attempts: int = 5  # requests that may include one book before it is recorded failed
+    max_attempts: int = 5  # requests that may hold one book before it is failed (429s don't count)
     backoff_base: float = 0.5  # seconds; exponential with full jitter, capped at backoff_max
-    backoff_max: float = 30.0
+    backoff_max: float = 30.0  # seconds; the longest wait between two tries of a batch
+    # seconds of nothing but 429s (rate limited) after which the run stops; 0: 10 x backoff_max
+    rate_limit_wait: float = 0.0
     structured_output: Literal["auto", "json_schema", "json_object"] = "auto"
     temperature: float | None = 0.0  # None: leave it out (models that only take their default)
     price_input_per_mtok: float = 0.15  # USD per million prompt tokens (gpt-4o-mini list price)
@@ -52,6 +54,8 @@ class EnrichSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.limit is not None and self.limit < 0:
             raise ValueError("limit must be >= 0")
+        if self.rate_limit_wait < 0:
+            raise ValueError("rate_limit_wait must be >= 0 seconds (0: 10 x backoff_max)")
 
     def resolved_provider(self, environ: dict[str, str] | None = None) -> str:
         """'openai' when a key or base URL is configured (settings or environment), else 'zero-shot'."""
