@@ -61,3 +61,9 @@ class ProviderError(BookrecError):
     """An enrichment provider (LLM API or local model) cannot be used."""
 
     exit_code = 6
+
+
+class CheckpointError(BookrecError):
+    """A model state or training checkpoint file cannot be loaded safely (foreign, old or corrupt)."""
+
+    exit_code = 7

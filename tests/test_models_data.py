@@ -69,6 +69,36 @@ def test_bench_command(tiny, tmp_path, capsys) -> None:
     assert [h["epoch"] for h in result["history"]] == [1, 2]
     assert all(h["seconds"] > 0 and h["eval_seconds"] > 0 for h in result["history"])
     assert result["settings"]["layers"] == 0 and result["data"]["n_test"] == 3
+    # train/test only: the curve is on test, for the report; no epoch was chosen from it
+    assert result["selected_by"] == "none: fixed epochs" and result["best_epoch"] == 2
+
+
+def _as_txt(m, path) -> None:
+    path.write_text("".join(f"{u} {' '.join(map(str, m[u].indices))}\n" for u in range(m.shape[0])))
+
+
+def test_the_benchmark_test_curve_reports_and_selects_nothing(tmp_path) -> None:
+    """A per-epoch test curve (the LightGCN papers' protocol) leaves training untouched: the kept
+    model is the last epoch's, the same as with one evaluation at the end."""
+    from engine.models import benchmark
+    from tests.test_models_known import planted
+
+    data = planted()
+    train, test = tmp_path / "train.txt", tmp_path / "test.txt"
+    _as_txt(data.train, train)
+    _as_txt(data.test, test)
+    fast = {"epochs": 4, "lr": 0.01, "dim": 8, "batch_size": 128, "num_threads": 1}
+    fast |= {"progress": False}
+    every = benchmark.run(train, test, "lightgcn", {**fast, "layers": 2})
+    once = benchmark.run(train, test, "lightgcn", {**fast, "layers": 2, "eval_every": 4})
+    assert [h["epoch"] for h in every["history"]] == [1, 2, 3, 4]
+    assert [h["epoch"] for h in once["history"]] == [4]
+    curve = [h["ndcg@20"] for h in every["history"]]
+    assert len(set(curve)) > 1  # a real curve, not one model scored four times
+    for key in ("recall@20", "ndcg@20", "loss"):
+        assert every["final"][key] == pytest.approx(once["final"][key], abs=1e-6)
+    assert every["selected_by"] == once["selected_by"] == "none: fixed epochs"
+    assert every["best_epoch"] == 4
 
 
 def test_bench_command_training_free(tiny, capsys) -> None:

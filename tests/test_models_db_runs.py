@@ -291,3 +291,26 @@ def test_lightgcn_trains_with_facet_nodes_from_book_facets(planted_db) -> None:
     assert both.record.params["facet_nodes"] == genres + 1
     plain = stage.train(con, "mf", {**fast, "facet_nodes": ("genre",)}, db_path=path).record
     assert "facet_nodes" not in plain.params  # no layers, no graph
+
+
+def test_the_run_records_which_part_selected_the_epoch(planted_db) -> None:
+    """Selected on valid when the split has one; otherwise the fixed epochs, judged on test once."""
+    con, path = planted_db
+    fast = {"epochs": 3, "eval_every": 1, "patience": 0, "dim": 8, "progress": False}
+
+    def valid_rows(run_id: str) -> pl.DataFrame:
+        history = db.query(con, "run_history", {"run_id": run_id})
+        return history.filter(pl.col("part") == "valid")
+
+    run = stage.train(con, "mf", fast, db_path=path).record
+    assert run.params["selected_by"] == "valid" and 1 <= run.params["best_epoch"] <= 3
+    assert sorted(set(valid_rows(run.run_id)["epoch"].to_list())) == [1, 2, 3]
+
+    bare = stage.train(con, "mf", fast, split_overrides={"valid_fraction": 0.0}, db_path=path)
+    assert bare.split.split_id != run.split_id
+    params = bare.record.params
+    assert params["selected_by"] == "none: fixed epochs" and params["best_epoch"] == 3
+    assert valid_rows(bare.record.run_id).is_empty()  # no per-epoch scores taken from test
+    assert bare.record.metrics["recall@20"] > 0  # judged on test once, after training
+    pop = stage.train(con, "popularity", {}, db_path=path).record
+    assert pop.params["selected_by"] == "none: fixed epochs"

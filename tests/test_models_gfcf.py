@@ -54,7 +54,7 @@ def test_linear_filter_only() -> None:
 def test_randomized_svd_finds_the_top_subspace() -> None:
     m = sp.random(200, 120, density=0.05, random_state=3, format="csr", dtype=np.float64)
     exact = np.linalg.svd(m.toarray())[2][:5]  # the true top-5 right singular vectors
-    for method in ("arpack", "randomized"):
+    for method in ("arpack", "randomized", "torch"):
         got = top_right_singular(m, 10, method, 8, 0).astype(np.float64)
         # each true direction lies (almost) entirely in the span found
         assert np.linalg.norm(got @ exact.T) ** 2 > 4.95, method
@@ -93,3 +93,18 @@ def test_gfcf_on_gowalla_reaches_the_published_accuracy() -> None:
     got = full_ranking(model.score, data.train, data.test, ks=(20,))
     assert got["recall@20"] >= 0.180  # published GF-CF: 0.1849
     assert got["ndcg@20"] >= 0.148
+
+
+def test_dense_blocks_and_factored_filter_agree(monkeypatch) -> None:
+    import engine.models.gfcf as gfcf
+
+    monkeypatch.setattr(gfcf, "_BLOCK_BYTES", 4 * 40 * 16)  # 16-column blocks: 40 items -> 3
+    data = small(4, n_users=60, n_items=40)
+    dense = build("gfcf", {"svd_k": 6, "num_threads": 1})
+    factored = build("gfcf", {"svd_k": 6, "num_threads": 1, "dense_max_gb": 0.0})
+    dense.fit(data)
+    factored.fit(data)
+    assert [b.shape[1] for b in dense.parts["blocks"]] == [16, 16, 8]
+    assert "blocks" not in factored.parts
+    users = torch.tensor([3, 0, 59, 3])
+    assert torch.allclose(dense.score(users), factored.score(users), atol=1e-5)

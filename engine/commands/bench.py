@@ -28,7 +28,9 @@ def bench() -> None:
 @click.option("--test", "test", type=_FILE, required=True, help="LightGCN-format test.txt.")
 @click.option(
     "--model",
-    type=click.Choice(["lightgcn", "mf", "ncf", "gfcf", "ease"]),
+    type=click.Choice(
+        ["lightgcn", "mf", "ncf", "gfcf", "ease", "chebycf", "itemknn", "rp3beta", "als", "bpr"]
+    ),
     default="lightgcn",
     show_default=True,
 )

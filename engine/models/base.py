@@ -51,8 +51,8 @@ class Dataset:
         return h.hexdigest()[:16]
 
     def eval_split(self) -> sp.csr_matrix | None:
-        """The matrix used for early stopping: validation when present, else test."""
-        return self.valid if self.valid is not None and self.valid.nnz else self.test
+        """The matrix models are selected on (early stopping): validation, else None, never test."""
+        return self.valid if self.valid is not None and self.valid.nnz else None
 
 
 def binarize(m: sp.spmatrix) -> sp.csr_matrix:
@@ -67,11 +67,14 @@ def binarize(m: sp.spmatrix) -> sp.csr_matrix:
 
 @dataclass
 class FitResult:
-    """What training did: one entry per evaluation, the best epoch and the wall time."""
+    """What training did: one entry per epoch, the epoch kept, which part chose it, the wall time."""
 
     history: list[dict[str, Any]] = field(default_factory=list)  # epoch, loss, metrics, seconds
     best_epoch: int = 0
     train_seconds: float = 0.0
+    # "valid": best_epoch won on the validation part; "none: fixed epochs": nothing was selected
+    # (no validation part, or a training-free model). Test never selects.
+    selected_by: str = "none: fixed epochs"
 
 
 class Recommender(ABC):
@@ -103,7 +106,11 @@ class Recommender(ABC):
 
     @abstractmethod
     def state(self) -> dict[str, Any]:
-        """Everything needed to rebuild the fitted model (settings included); torch.save-able."""
+        """Everything needed to rebuild the fitted model (settings as `config.as_dict`).
+
+        Tensors and plain Python values only (no numpy arrays, no objects; `checkpoint.pack_csr`
+        for sparse matrices): state files are read with torch's weights_only unpickler.
+        """
 
     @classmethod
     @abstractmethod
@@ -164,9 +171,14 @@ def from_state(state: dict[str, Any]) -> Recommender:
 
 def _load_builtin() -> None:
     # Importing the modules registers their classes; done lazily to avoid an import cycle.
+    import engine.models.als  # noqa: F401
+    import engine.models.ease  # noqa: F401
     import engine.models.gfcf  # noqa: F401
+    import engine.models.itemknn  # noqa: F401
     import engine.models.lightgcn  # noqa: F401
     import engine.models.ncf  # noqa: F401
+    import engine.models.rp3beta  # noqa: F401
+    import engine.models.spectral  # noqa: F401
 
     try:  # the popularity baseline lives beside the DuckDB side of the models
         import engine.models.popularity  # noqa: F401

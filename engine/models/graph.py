@@ -61,46 +61,20 @@ def to_torch_csr(m: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.
     )
 
 
-class SymmetricSpMM(torch.autograd.Function):
-    """Y = A @ X for a symmetric sparse A; backward is A @ G (A^T = A, so no transpose per step)."""
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        ctx.a = a
-        return a @ x
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return None, ctx.a @ grad
-
-
-class LightGCNPropagation(torch.autograd.Function):
-    """mean(E, AE, ..., A^L E) in one node; backward by Horner: (G + A(G + A(... G)))/(L+1)."""
-
-    @staticmethod
-    def forward(ctx, a: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:  # type: ignore[override]
-        ctx.a, ctx.layers = a, layers
-        out = ego.clone()
-        h = ego
-        for _ in range(layers):
-            h = a @ h
-            out += h
-        return out / (layers + 1)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        # d/dE of sum_l A^l E is sum_l (A^T)^l G = sum_l A^l G because A is symmetric.
-        g = grad
-        for _ in range(ctx.layers):
-            g = grad + ctx.a @ g
-        return None, g / (ctx.layers + 1), None
-
-
 def propagate(a: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:
-    """LightGCN final embeddings: mean of layer embeddings 0..layers (A symmetric, sparse CSR)."""
+    """LightGCN final embeddings of every node: mean of layers 0..layers (A symmetric, sparse CSR).
+
+    For scoring (called once per evaluation, under no_grad); training goes through
+    `propagate_rows`, the one propagation with a hand-written backward.
+    """
     if layers == 0:
         return ego
-    return LightGCNPropagation.apply(a, ego, layers)
+    out = ego.clone()
+    h = ego
+    for _ in range(layers):
+        h = a @ h
+        out += h
+    return out / (layers + 1)
 
 
 def has_edges(adj: sp.csr_matrix, n_users: int, pairs: sp.csr_matrix) -> int:

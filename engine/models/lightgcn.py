@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ class LightGCNSettings:
     epochs: int = 50
     eval_every: int = 5
     patience: int = 3  # evaluations without improvement before stopping; 0 = never stop early
-    eval_metric: str = "recall@20"
+    eval_metric: str = "recall@20"  # selects on valid; "<metric>@k", k in eval_ks
     eval_ks: tuple[int, ...] = (20,)
     eval_batch_size: int = 2048
     seed: int = 2020
@@ -50,25 +50,39 @@ class LightGCNSettings:
     # empty: the plain user-item graph. Needs `bookrec facets` (engine.models.data.item_facets).
     facet_nodes: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        trainer.check_eval_metric(self.eval_metric, self.eval_ks)
+
 
 @dataclass(frozen=True)
 class MFSettings(LightGCNSettings):
     """MF-BPR: LightGCN with no propagation layers."""
 
     layers: int = 0
+    item_bias: bool = False  # Rendle's BPR-MF: score = u . i + b_i (b_i starts at 0, under reg)
 
 
 class LightGCNModule(nn.Module):
     """Ego embeddings of users then items; the graph is attached, not a parameter."""
 
     def __init__(
-        self, n_users: int, n_items: int, dim: int, layers: int, init_std: float, n_extra: int = 0
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        layers: int,
+        init_std: float,
+        n_extra: int = 0,
+        item_bias: bool = False,
     ):
         super().__init__()
         self.n_users, self.n_items, self.layers = n_users, n_items, layers
         self.n_extra = n_extra  # facet nodes after the items (never scored)
         self.embedding = nn.Embedding(n_users + n_items + n_extra, dim)
         nn.init.normal_(self.embedding.weight, std=init_std)
+        self.item_bias = nn.Embedding(n_items, 1) if item_bias else None  # MF's b_i
+        if self.item_bias is not None:
+            nn.init.zeros_(self.item_bias.weight)
         self.adj: torch.Tensor | None = None
 
     def propagate_all(self) -> torch.Tensor:
@@ -84,8 +98,12 @@ class LightGCNModule(nn.Module):
         final, ego = propagate_rows(self.adj, self.embedding.weight, uniq, self.layers)
         u, p, n = final[inverse].split(len(users))
         reg_loss = 0.5 * ego[inverse].pow(2).sum() / len(users)
-        bpr = F.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
-        return bpr + reg * reg_loss
+        diff = (u * n).sum(1) - (u * p).sum(1)
+        if self.item_bias is not None:  # b_neg - b_pos, the biases under the same L2 term
+            b_pos, b_neg = self.item_bias(pos).squeeze(1), self.item_bias(neg).squeeze(1)
+            diff = diff + b_neg - b_pos
+            reg_loss = reg_loss + 0.5 * (b_pos.pow(2).sum() + b_neg.pow(2).sum()) / len(users)
+        return F.softplus(diff).mean() + reg * reg_loss
 
 
 @register
@@ -94,6 +112,13 @@ class LightGCN(Recommender):
 
     name = "lightgcn"
     settings_cls = LightGCNSettings
+    # for `bookrec tune`; epochs stay a budget, early stopping on valid picks the epoch
+    search_space: ClassVar[dict[str, tuple]] = {
+        "layers": ("int", 1, 4),
+        "dim": ("int_log", 32, 256),
+        "lr": ("log", 1e-4, 3e-2),
+        "reg": ("log", 1e-6, 1e-1),
+    }
 
     def __init__(self, settings: Any = None):
         super().__init__(settings)
@@ -107,7 +132,13 @@ class LightGCN(Recommender):
         facets = data.extras.get("item_facets") if s.layers > 0 else None
         n_extra = facets.shape[1] if facets is not None else 0
         self.module = LightGCNModule(
-            data.n_users, data.n_items, s.dim, s.layers, s.init_std, n_extra
+            data.n_users,
+            data.n_items,
+            s.dim,
+            s.layers,
+            s.init_std,
+            n_extra,
+            item_bias=getattr(s, "item_bias", False),
         ).to(device)
         if s.layers > 0:
             self.module.adj = to_torch_csr(normalized_adjacency(data.train, facets), device)
@@ -125,6 +156,10 @@ class LightGCN(Recommender):
             final = self.module.propagate_all().detach()  # layers = 0 returns the parameter itself
         n_users, n_items = self.module.n_users, self.module.n_items
         self._users, self._items = final[:n_users], final[n_users : n_users + n_items]
+        if self.module.item_bias is not None:  # [u, 1] . [i, b_i]: still one inner product
+            ones = torch.ones(n_users, 1, device=final.device)
+            self._users = torch.cat([self._users, ones], 1)
+            self._items = torch.cat([self._items, self.module.item_bias.weight.detach()], 1)
 
     def fit(
         self, data: Dataset, settings: Any = None, *, callback: Callback | None = None
@@ -165,11 +200,20 @@ class LightGCN(Recommender):
         """Rebuild a fitted model from `state()`, on the CPU."""
         model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
         s = model.settings
+        bias = getattr(s, "item_bias", False)
         model.module = LightGCNModule(
-            state["n_users"], state["n_items"], s.dim, s.layers, s.init_std, state.get("n_extra", 0)
+            state["n_users"],
+            state["n_items"],
+            s.dim,
+            s.layers,
+            s.init_std,
+            state.get("n_extra", 0),
+            item_bias=bias,
         )
         with torch.no_grad():
             model.module.embedding.weight.copy_(state["ego"])
+            if bias:  # the bias is the last column of the stored item vectors
+                model.module.item_bias.weight.copy_(state["items"][:, -1:])
         model._users, model._items = state["users"], state["items"]
         return model
 
@@ -180,3 +224,9 @@ class MF(LightGCN):
 
     name = "mf"
     settings_cls = MFSettings
+    search_space: ClassVar[dict[str, tuple]] = {
+        "dim": ("int_log", 16, 256),
+        "lr": ("log", 1e-4, 3e-2),
+        "reg": ("log", 1e-6, 1e-1),
+        "item_bias": ("cat", (True, False)),
+    }

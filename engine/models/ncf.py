@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ class NCFSettings:
     epochs: int = 20
     eval_every: int = 2
     patience: int = 3
-    eval_metric: str = "recall@20"
+    eval_metric: str = "recall@20"  # selects on valid; "<metric>@k", k in eval_ks
     eval_ks: tuple[int, ...] = (20,)
     eval_batch_size: int = 1024
     score_chunk: int = 2**24  # max users x items x hidden elements materialised while scoring
@@ -54,6 +54,9 @@ class NCFSettings:
     checkpoint_dir: Path | None = None
     resume: bool = False
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        trainer.check_eval_metric(self.eval_metric, self.eval_ks)
 
 
 def _feature_ids(values: Any, n: int) -> tuple[torch.Tensor, int] | None:
@@ -136,6 +139,12 @@ class NCF(Recommender):
 
     name = "ncf"
     settings_cls = NCFSettings
+    search_space: ClassVar[dict[str, tuple]] = {
+        "dim": ("int_log", 8, 128),
+        "lr": ("log", 1e-4, 1e-2),
+        "reg": ("log", 1e-7, 1e-2),
+        "n_neg": ("int", 1, 8),
+    }
 
     def __init__(self, settings: Any = None):
         super().__init__(settings)

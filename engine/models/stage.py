@@ -12,13 +12,14 @@ from typing import Any
 
 import duckdb
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 import torch
 
 from engine import config, pipeline
 from engine.evaluate.metrics import full_ranking
 from engine.evaluate.sampled import sampled_ranking
-from engine.models import runs, split
+from engine.models import checkpoint, runs, split
 from engine.models.base import Dataset, Recommender, build, model_class
 from engine.models.data import IdMaps, item_facets, side_features, to_dataset
 from engine.models.trainer import resolve_device
@@ -73,7 +74,8 @@ def known(data: Dataset, *parts: str) -> sp.csr_matrix:
 def evaluate_model(
     model: Recommender, data: Dataset, settings: EvalSettings, seed: int
 ) -> dict[str, float]:
-    """Full ranking on test (train and valid items masked) plus the sampled metric, one dict."""
+    """Full ranking on test (train and valid items masked) plus the sampled metric, one dict; with
+    a validation part also `valid_<metric>@k` (train masked), which picks the default model."""
     if data.test is None:
         return {}
     device = resolve_device(settings.device)
@@ -81,6 +83,16 @@ def evaluate_model(
     metrics = full_ranking(
         model.score, mask, data.test, ks=settings.ks, batch_size=settings.batch_size, device=device
     )
+    if data.valid is not None and data.valid.nnz:
+        on_valid = full_ranking(
+            model.score,
+            data.train,
+            data.valid,
+            ks=settings.ks,
+            batch_size=settings.batch_size,
+            device=device,
+        )
+        metrics.update({f"valid_{k}": v for k, v in on_valid.items() if "@" in k})
     metrics.update(
         sampled_ranking(
             model.score,
@@ -122,27 +134,32 @@ def train(
     eval_overrides: dict[str, Any] | None = None,
     db_path: Path | None = None,
     force: bool = False,
+    tuned: bool = False,
     callback=None,
 ) -> TrainResult:
     """Train `model_name` on the current split (made if missing), evaluate it, write it back as current.
 
-    A no-op (`skipped`) when the model's current run has the same settings on the same split.
+    `tuned`: start from the best settings of the model's latest `bookrec tune` study on the split
+    (explicit overrides still win). A no-op (`skipped`) when the model's current run has the same
+    settings on the same split.
     """
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     settings = config.load_settings(EvalSettings, "evaluate", eval_overrides or {})
     info = split.ensure(con, split_overrides)
-    model = build(model_name, _model_overrides(model_name, overrides or {}, db_path))
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    tuned_by = None
+    if tuned:
+        from engine.models import tune
+
+        tuned_by, best = tune.best_params(con, model_name, info.split_id)
+        overrides = {**best, **overrides}
+    model = build(model_name, _model_overrides(model_name, overrides, db_path))
     stage_name = f"train:{model_name}"
     fingerprinted = {
         k: v for k, v in config.as_dict(model.settings).items() if k not in _NOT_FINGERPRINTED
     }
-    side = bool(getattr(model.settings, "side_features", False))
-    facet_fields = (  # LightGCN's facet nodes; MF (no layers) has no graph to put them in
-        tuple(getattr(model.settings, "facet_nodes", ()) or ())
-        if getattr(model.settings, "layers", 0) > 0
-        else ()
-    )
+    side, facet_fields = _side_information(model)
     inputs = {"split": info.fingerprint}
     if side:  # NCF's side features read users.age and the genre facets
         inputs |= {
@@ -157,11 +174,7 @@ def train(
     current = runs.current_run(con, model_name)
     if not force and current is not None and pipeline.is_current(con, stage_name, fp):
         return TrainResult(current, info, skipped=True)
-    data, maps = to_dataset(split.rows(con, info.split_id))
-    if side:
-        data.extras.update(side_features(con, maps))
-    if facet_fields:
-        data.extras["item_facets"], facet_names = item_facets(con, maps, facet_fields)
+    data, maps = dataset_for(con, model, info)
     t_load = time.perf_counter() - t0
     fit = model.fit(data, callback=callback)
     t_fit = time.perf_counter() - t0 - t_load
@@ -173,9 +186,11 @@ def train(
         "split": info.settings,
         "evaluate": config.as_dict(settings),
         "best_epoch": fit.best_epoch,
+        "tuned_by": tuned_by,  # the tuning study whose best settings this run used
+        "selected_by": fit.selected_by,  # "valid" or "none: fixed epochs"; test never selects
     }
     if facet_fields:
-        params["facet_nodes"] = len(facet_names)
+        params["facet_nodes"] = len(data.extras["facet_names"])
     if side:
         params["side_features"] = sorted(
             k for k in ("user_features", "item_features") if k in data.extras
@@ -222,6 +237,43 @@ def train(
     return TrainResult(record, info)
 
 
+def _side_information(model: Recommender) -> tuple[bool, tuple[str, ...]]:
+    """Whether the model reads NCF's side features, and the facet fields of LightGCN's facet nodes."""
+    side = bool(getattr(model.settings, "side_features", False))
+    facet_fields = (  # LightGCN's facet nodes; MF (no layers) has no graph to put them in
+        tuple(getattr(model.settings, "facet_nodes", ()) or ())
+        if getattr(model.settings, "layers", 0) > 0
+        else ()
+    )
+    return side, facet_fields
+
+
+def dataset_for(
+    con: duckdb.DuckDBPyConnection,
+    model: Recommender,
+    info: split.SplitInfo,
+    merge: tuple[str, ...] = (),
+) -> tuple[Dataset, IdMaps]:
+    """The split as a Dataset, with the side information the model's settings ask for; the parts
+    in `merge` ('valid', 'test') count as training data (refits; the id maps stay the same)."""
+    side, facet_fields = _side_information(model)
+    rows = split.rows(con, info.split_id)
+    if merge:
+        rows = rows.with_columns(
+            part=pl.when(pl.col("part").is_in(list(merge)))
+            .then(pl.lit("train"))
+            .otherwise(pl.col("part"))
+        )
+    data, maps = to_dataset(rows)
+    if side:
+        data.extras.update(side_features(con, maps))
+    if facet_fields:
+        data.extras["item_facets"], data.extras["facet_names"] = item_facets(
+            con, maps, facet_fields
+        )
+    return data, maps
+
+
 def _payload(
     model: Recommender, record: runs.RunRecord, data: Dataset, maps: IdMaps, settings: EvalSettings
 ) -> dict:
@@ -255,14 +307,10 @@ def _payload(
 def _save_state(
     model: Recommender, run_id: str, settings: EvalSettings, db_path: Path | None
 ) -> str | None:
-    """torch.save(model.state()) beside the DB, so `evaluate` can rebuild the model later."""
+    """model.state() beside the DB (engine.models.checkpoint), so `evaluate` can rebuild it later."""
     directory = settings.models_dir or (
         Path(db_path).parent / "models" if db_path is not None else None
     )
     if directory is None:
         return None
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{run_id}.pt"
-    torch.save(model.state(), path)
-    return str(path)
+    return str(checkpoint.save(model.state(), Path(directory) / f"{run_id}.pt"))

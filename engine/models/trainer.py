@@ -1,4 +1,9 @@
-"""The training loop shared by sampled models: seed, device, epochs, evaluation, early stopping, checkpoints."""
+"""The training loop shared by sampled models: seed, device, epochs, evaluation, early stopping, checkpoints.
+
+Model selection (early stopping, restoring the best epoch) only ever looks at the validation part.
+Without one the loop trains the fixed number of epochs and evaluates nothing: the caller judges the
+result on test once.
+"""
 
 from __future__ import annotations
 
@@ -17,8 +22,9 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from engine.config import as_dict
-from engine.errors import ConfigError
+from engine.errors import CheckpointError, ConfigError
 from engine.evaluate.metrics import full_ranking
+from engine.models import checkpoint
 from engine.models.base import Callback, Dataset, FitResult
 from engine.models.sampling import UniformSampler
 
@@ -32,6 +38,27 @@ _RESUMABLE_CHANGES = {
     "patience",
     "device",
 }
+
+
+# The metric names full_ranking reports (each as "<name>@<k>").
+EVAL_METRICS = ("recall", "ndcg", "precision", "hit", "coverage")
+SELECTED_BY_VALID, SELECTED_BY_NONE = "valid", "none: fixed epochs"
+
+
+def check_eval_metric(metric: str, ks) -> None:
+    """ConfigError unless `metric` is "<name>@<k>" with a metric full_ranking reports and k in ks."""
+    name, _, k = str(metric).partition("@")
+    ks = tuple(ks)
+    if name not in EVAL_METRICS or not k.isdigit():
+        raise ConfigError(
+            f"unknown eval_metric {metric!r}",
+            hint=f"Use <metric>@<k> with metric one of {', '.join(EVAL_METRICS)}, e.g. recall@20",
+        )
+    if int(k) not in {int(x) for x in ks}:
+        raise ConfigError(
+            f"eval_metric {metric!r} needs k={k} in eval_ks {list(ks)}",
+            hint=f"Add {k} to eval_ks or pick a k from it",
+        )
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -110,19 +137,21 @@ def checkpoint_path(model: SampledModel, data: Dataset) -> Path | None:
 
 
 def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) -> FitResult:
-    """Train `model` on data.train; evaluate every `eval_every` epochs on valid (else test).
+    """Train `model` on data.train; evaluate on valid every `eval_every` epochs, keep the best.
 
-    `callback(epoch, {"loss", <metrics after an evaluation>, "seconds", "eval_seconds"})` runs after
-    every epoch, once its checkpoint is written (so an exception there leaves a resumable run).
+    Without a validation part: `epochs` epochs, no evaluation, the last weights (never test).
+    `callback(epoch, {"loss", <valid metrics after an evaluation>, "seconds", "eval_seconds"})` runs
+    after every epoch, once its checkpoint is written (so an exception there leaves a resumable run).
     """
     s = model.settings
+    check_eval_metric(s.eval_metric, s.eval_ks)
     set_threads(s.num_threads)
     device = resolve_device(s.device)
     rng = seed_everything(s.seed)
     model.init_module(data, device)
     optimizer = torch.optim.Adam(model.module.parameters(), lr=s.lr, fused=True)
     sampler = UniformSampler(data.train, rng)
-    target = data.eval_split()
+    target = data.eval_split()  # the validation part or None, never test
     path = checkpoint_path(model, data)
     run = _Progress()
     if s.resume and path is not None and path.exists():
@@ -152,13 +181,13 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
                     device=device,
                 )
                 record["eval_seconds"] = time.perf_counter() - t1
-                _track_best(run, model, epoch, record["metrics"].get(s.eval_metric, -loss))
+                _track_best(run, model, epoch, record["metrics"][s.eval_metric])
             run.history.append(record)
             run.epoch = epoch
             run.stopped = evaluate and s.patience > 0 and run.bad_evals >= s.patience
             info = f"epoch {epoch} loss {loss:.4f}"
             if evaluate:
-                info += f" {s.eval_metric} {record['metrics'].get(s.eval_metric, float('nan')):.4f}"
+                info += f" valid {s.eval_metric} {record['metrics'][s.eval_metric]:.4f}"
             bar.update(task, info=info)
             if path is not None:
                 _save(path, model, optimizer, rng, run, data)
@@ -171,7 +200,10 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
         model.module.load_state_dict(run.best_weights)
     model.finalize()
     return FitResult(
-        history=run.history, best_epoch=run.best_epoch or run.epoch, train_seconds=run.seconds
+        history=run.history,
+        best_epoch=run.best_epoch or run.epoch,
+        train_seconds=run.seconds,
+        selected_by=SELECTED_BY_VALID if target is not None else SELECTED_BY_NONE,
     )
 
 
@@ -221,6 +253,18 @@ def _comparable(settings: Any) -> dict[str, Any]:
     return {k: v for k, v in as_dict(settings).items() if k not in _RESUMABLE_CHANGES}
 
 
+_CHECKPOINT_KEYS = {
+    "model",
+    "settings",
+    "data_fingerprint",
+    "module",
+    "optimizer",
+    "numpy_rng",
+    "torch_rng",
+    "progress",
+}
+
+
 def _save(
     path: Path,
     model: SampledModel,
@@ -230,7 +274,6 @@ def _save(
     data: Dataset,
 ) -> None:
     """Write the checkpoint atomically (temp file + rename): a crash leaves the previous one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = {
         "model": model.name,
         "settings": as_dict(model.settings),
@@ -241,16 +284,20 @@ def _save(
         "torch_rng": torch.get_rng_state(),
         "progress": run.__dict__,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    checkpoint.save(state, path)
 
 
 def _load(
     path: Path, model: SampledModel, optimizer, rng: np.random.Generator, data: Dataset
 ) -> _Progress:
     """Restore module, optimizer, RNGs and loop bookkeeping from a checkpoint of the same run."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = checkpoint.load(path, hint="Delete it or drop --resume")
+    if not set(state) >= _CHECKPOINT_KEYS or state["model"] != model.name:
+        raise CheckpointError(
+            f"not a {model.name} training checkpoint",
+            where=str(path),
+            hint="Delete it or drop --resume",
+        )
     if state["data_fingerprint"] != data.fingerprint():
         raise ConfigError(
             "checkpoint was made on other data", where=str(path), hint="Delete it or drop --resume"
@@ -262,8 +309,15 @@ def _load(
             where=str(path),
             hint="Delete it or drop --resume",
         )
-    model.module.load_state_dict(state["module"])
-    optimizer.load_state_dict(state["optimizer"])
-    rng.bit_generator.state = state["numpy_rng"]
-    torch.set_rng_state(state["torch_rng"])
-    return _Progress(**state["progress"])
+    try:
+        model.module.load_state_dict(state["module"])
+        optimizer.load_state_dict(state["optimizer"])
+        rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(state["torch_rng"])
+        return _Progress(**state["progress"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"damaged training checkpoint ({type(exc).__name__})",
+            where=str(path),
+            hint="Delete it or drop --resume",
+        ) from None
