@@ -15,7 +15,7 @@ default:
 setup:
     @.ci/setup
 
-# The whole product on sample data: generate, ingest, enrich offline, facets, train, evaluate, serve
+# The whole product on sample data: generate, ingest, enrich offline, facets, tune + train, evaluate, serve
 demo size="small": setup (sample size) (ingest-sample size) enrich facets content train-all evaluate serve
 
 # Generate deterministic sample data (small|medium|full) into data/sample/<size>
@@ -46,13 +46,20 @@ facets *args: setup
 content *args: setup
     {{bin}}/bookrec content {{args}}
 
-# Train one model (lightgcn|mf|ncf|gfcf|popularity), e.g. `just train lightgcn --epochs 50`
-train model="lightgcn" *args: setup
+# Train one model (itemknn|rp3beta|ease|als|bpr|gfcf|chebycf|mf|lightgcn|ncf|popularity), e.g. `just train rp3beta --tuned`
+train model="rp3beta" *args: setup
     {{bin}}/bookrec train --model {{model}} {{args}}
 
-# Train every model on the shared split
-train-all: setup
-    for m in popularity gfcf mf lightgcn ncf; do {{bin}}/bookrec train --model $m; done
+# Tune a model's settings on the validation part (Optuna), e.g. `just tune itemknn --trials 30`
+tune model *args: setup
+    {{bin}}/bookrec tune --model {{model}} {{args}}
+
+# Tune the fast models briefly, train every model on the split, refit the validation winner on all data
+train-all trials="8": setup
+    for m in itemknn rp3beta ease; do {{bin}}/bookrec tune --model $m --trials {{trials}} --timeout 60; done
+    for m in itemknn rp3beta ease; do {{bin}}/bookrec train --model $m --tuned; done
+    for m in popularity gfcf chebycf als mf lightgcn ncf; do {{bin}}/bookrec train --model $m; done
+    {{bin}}/bookrec train --model best --final
 
 # Full-ranking leaderboard of the current runs (sampled metric shown apart)
 evaluate: setup

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "engine.commands.sample",
     "engine.commands.facets",
     "engine.commands.models",
+    "engine.commands.tune",
     "engine.commands.bench",
     "engine.commands.serve",
 ]

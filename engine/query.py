@@ -650,6 +650,18 @@ class Store:
         self.require("models")
         return self.cached_frame("app_models")
 
+    def default_model(self) -> tuple[str, str]:
+        """The model that answers when none is named, and why it is the default."""
+        runs = self.models()
+        top = runs.row(0, named=True)
+        if top["valid_recall"] is not None and top["on_current_split"]:
+            rivals = runs.filter(pl.col("valid_recall").is_not_null() & pl.col("on_current_split"))
+            return top["model"], (
+                f"best recall@20 on the validation part ({top['valid_recall']:.4f}) of the "
+                f"{rivals.height} current model{'s' * (rivals.height > 1)} on the current split"
+            )
+        return top["model"], "the newest run: no current run was measured on a validation part"
+
     def _run(self, model: str | None, *, embeddings: bool = False) -> dict[str, Any]:
         runs = self.models()
         if embeddings:
@@ -864,6 +876,16 @@ class Store:
     def runs(self) -> pl.DataFrame:
         """Every model run, current ones first."""
         return self.cached_frame("app_runs")
+
+    def tuning_runs(self) -> pl.DataFrame:
+        """Every tuning study (`bookrec tune`), latest first."""
+        return self.cached_frame("app_tuning_runs")
+
+    def tuning_trials(self, tune_id: str) -> pl.DataFrame:
+        """The trials of one stored study; UnknownEntityError for any other id (nothing cached)."""
+        if tune_id not in set(self.tuning_runs()["tune_id"].to_list()):
+            raise UnknownEntityError(f"no tuning study {tune_id!r}", hint="Run `bookrec tune`")
+        return self.cached_frame("app_tuning_trials", {"tune_id": tune_id})
 
     def run_curves(self, run_ids: Sequence[str]) -> pl.DataFrame:
         """Per-epoch history (loss, validation metrics) of some runs."""

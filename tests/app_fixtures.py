@@ -246,6 +246,7 @@ def _models(con, rng: np.random.Generator, books: pl.DataFrame, ratings: pl.Data
         run_id = f"{model}-fixture"
         metrics = {
             "recall@20": recall,
+            "valid_recall@20": recall * 1.1,  # what picks the default model (LightGCN here)
             "ndcg@20": recall * 0.8,
             "precision@20": recall / 8,
             "hit@20": recall * 2,
@@ -407,3 +408,46 @@ def _models(con, rng: np.random.Generator, books: pl.DataFrame, ratings: pl.Data
             ]
         ),
     )
+    _tuning(con)
+
+
+TUNE_ID = "tune-itemknn-fixture"
+
+
+def _tuning(con) -> None:  # noqa: ANN001
+    """A stored `bookrec tune` study: 6 trials of two parameters, one pruned, best = trial 4."""
+    values = [0.21, 0.25, None, 0.24, 0.29, 0.27]
+    trials = [
+        {
+            "tune_id": TUNE_ID,
+            "number": n,
+            "state": "pruned" if v is None else "complete",
+            "value": v,
+            "params": json.dumps({"neighbours": 50 + 25 * n, "shrink": 10.0 * n}),
+            "best_epoch": None,
+            "intermediate": "{}",
+            "seconds": 1.5,
+            "finished_at": datetime(2026, 1, 3, 9, n),
+        }
+        for n, v in enumerate(values)
+    ]
+    db.replace_table(con, "tuning_trials", pl.DataFrame(trials))
+    run = {
+        "tune_id": TUNE_ID,
+        "model": "itemknn",
+        "split_id": "split-fixture",
+        "metric": "recall@20",
+        "space": json.dumps({"neighbours": ["int", 10, 500], "shrink": ["float", 0, 1000]}),
+        "space_hash": "fixture",
+        "sampler": "tpe",
+        "seed": 2020,
+        "started_at": datetime(2026, 1, 3, 9, 0),
+        "updated_at": datetime(2026, 1, 3, 9, 6),
+        "n_trials": 6,
+        "best_trial": 4,
+        "best_value": 0.29,
+        "best_params": json.dumps({"neighbours": 150, "shrink": 40.0}),
+        "importance": json.dumps({"neighbours": 0.7, "shrink": 0.3}),
+        "seconds": 9.0,
+    }
+    db.replace_table(con, "tuning_runs", pl.DataFrame([run]))

@@ -203,6 +203,23 @@ def test_metadata_and_models_callbacks(pages):
     assert "Recall@20" in text and "HR@10 (sampled)" in text
 
 
+def test_models_page_shows_tuning_trials_and_importance(pages):
+    from app_fixtures import TUNE_ID
+
+    text = text_of(pages["models"].layout(tune=TUNE_ID))
+    assert "Tuning" in text and "itemknn · recall@20 · 6 trials · best 0.2900" in text
+    trials, importance, best = pages["models"].render_tuning(TUNE_ID)
+    dots, best_line, pruned = trials.data
+    assert list(dots.x) == [0, 1, 3, 4, 5] and list(best_line.y) == [0.21, 0.25, 0.25, 0.29, 0.29]
+    assert list(pruned.x) == [2]
+    assert list(importance.data[0].y) == ["shrink", "neighbours"]  # largest on top
+    shown = text_of(best)
+    assert "150" in shown and "--tuned" in shown and "validation part only" in shown
+    for bad in ("nope", "'; DROP TABLE tuning_runs; --", None):
+        _, _, msg = pages["models"].render_tuning(bad)
+        assert "Pick a study" in text_of(msg)
+
+
 def test_pages_say_what_to_run_when_stages_are_missing(tmp_path):
     path = build_app_db(tmp_path / "bare.duckdb", with_models=False, with_facets=False)
     code = (

@@ -367,3 +367,29 @@ def test_neighbour_lists_refuse_ragged_tables():
         query._neighbour_lists(ids, whole.with_columns(row=pl.Series([0, 0, 0, 1, 2, 2]))) is None
     )
     assert query._neighbour_lists(ids.clear(), whole.clear()) is None
+
+
+def test_the_default_model_is_the_one_that_wins_on_validation(app_db, tmp_path):
+    """Not LightGCN by fiat, and never by test: MF best on valid, LightGCN best on test -> MF."""
+    import json
+    import shutil
+
+    path = tmp_path / "valid.duckdb"
+    shutil.copy(app_db, path)
+    con = db.connect(path)
+    for model, valid, test in (("lightgcn", 0.20, 0.40), ("mf", 0.30, 0.10)):
+        metrics = {"recall@20": test, "valid_recall@20": valid}
+        con.execute(
+            "UPDATE model_runs SET metrics = ? WHERE model = ? AND is_current",
+            [json.dumps(metrics), model],
+        )
+    assert db.fetch(con, "SELECT model FROM default_model_run")["model"][0] == "mf"
+    assert db.fetch(con, "SELECT model FROM default_similar_run")["model"][0] == "mf"
+    assert db.fetch(con, "SELECT DISTINCT model FROM recommend(1, k := 3)")["model"][0] == "mf"
+    con.close()
+    store = query.Store(path)
+    try:
+        assert store.models()["model"][0] == "mf"
+        assert store.recommend(None, 1, 3)["model"][0] == "mf"
+    finally:
+        store.close()

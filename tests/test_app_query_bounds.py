@@ -112,3 +112,14 @@ def test_unknown_facet_fields_are_refused(app_store):
         app_store.facet_triples("genre", "audience", "nope")
     with pytest.raises(UnknownEntityError):
         app_store.facet_labels("nope")
+
+
+def test_tuning_trials_of_unknown_studies_are_refused_before_any_cache(app_store):
+    from app_fixtures import TUNE_ID
+
+    assert app_store.tuning_trials(TUNE_ID).height == 6
+    before = app_store.cache_sizes()["memo"]
+    for i in range(50):
+        with pytest.raises(UnknownEntityError, match="no tuning study"):
+            app_store.tuning_trials(f"tune-{i}")
+    assert app_store.cache_sizes()["memo"] == before

@@ -35,8 +35,8 @@ def con(tmp_path):
         con.execute(
             "INSERT INTO model_runs (run_id, model, params, metrics, data_fingerprint, started_at, finished_at,"
             " is_current, scoring, dim) VALUES"
-            " ('mf-1', 'mf', '{}', '{\"recall@20\": 0.5}', 'f', now(), now(), true, 'embedding', 2),"
-            " ('ncf-1', 'ncf', '{}', '{\"recall@20\": 0.9}', 'f', now(), now(), true, 'topn', NULL),"
+            " ('mf-1', 'mf', '{}', '{\"recall@20\": 0.5, \"valid_recall@20\": 0.4}', 'f', now(), now(), true, 'embedding', 2),"
+            " ('ncf-1', 'ncf', '{}', '{\"recall@20\": 0.3, \"valid_recall@20\": 0.9}', 'f', now(), now(), true, 'topn', NULL),"
             " ('pop-1', 'popularity', '{}', '{\"recall@20\": 0.1}', 'f', now(), now(), true, 'topn', NULL)"
         )
         con.execute(
@@ -107,12 +107,17 @@ def test_recommend_uses_precomputed_lists_for_topn_models(con) -> None:
     ]
 
 
-def test_default_model_is_lightgcn_else_best_current_run(con) -> None:
-    assert rows(con, "SELECT model FROM default_model_run") == [("ncf",)]  # best recall@20
+def test_default_model_is_the_one_that_wins_on_validation(con) -> None:
+    # ncf is best on valid (0.9), mf on test (0.5): test never picks the default
+    assert rows(con, "SELECT model FROM default_model_run") == [("ncf",)]
     assert rows(con, "SELECT DISTINCT model FROM recommend(1)") == [("ncf",)]
     con.execute(
         "INSERT INTO model_runs (run_id, model, params, metrics, data_fingerprint, started_at, is_current,"
-        " scoring) VALUES ('lg-1', 'lightgcn', '{}', '{\"recall@20\": 0.2}', 'f', now(), true, 'embedding')"
+        " scoring) VALUES ('lg-1', 'lightgcn', '{}', '{\"recall@20\": 0.99}', 'f', now(), true, 'embedding')"
+    )
+    assert rows(con, "SELECT model FROM default_model_run") == [("ncf",)]  # no valid metric: last
+    con.execute(
+        "UPDATE model_runs SET metrics = '{\"valid_recall@20\": 0.95}' WHERE run_id = 'lg-1'"
     )
     assert rows(con, "SELECT model FROM default_model_run") == [("lightgcn",)]
     # lightgcn has no embedding for user 1 yet: the answer says it is a fallback

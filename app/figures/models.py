@@ -180,3 +180,78 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> pl.DataFrame:
         },
         schema={"key": pl.String, "a": pl.String, "b": pl.String, "differs": pl.Boolean},
     )
+
+
+def tuning_trials(trials: pl.DataFrame, metric: str = "value") -> go.Figure:
+    """Validation value per trial (complete trials as dots, the best so far as a step line);
+    pruned and failed trials are marked along the bottom."""
+    if trials.is_empty():
+        return empty_figure("no trials stored for this study")
+    done = trials.filter(pl.col("state") == "complete").sort("number")
+    fig = go.Figure()
+    if done.height:
+        best = done["value"].cum_max()
+        fig.add_trace(
+            go.Scatter(
+                x=done["number"].to_list(),
+                y=done["value"].to_list(),
+                mode="markers",
+                name="trial",
+                marker={"color": "#3498db", "size": 8},
+                customdata=done["params"].to_list(),
+                hovertemplate="trial %{x}: %{y:.4f}<br>%{customdata}<extra></extra>",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=done["number"].to_list(),
+                y=best.to_list(),
+                mode="lines",
+                line={"shape": "hv", "color": "#18bc9c"},
+                name="best so far",
+            )
+        )
+    other = trials.filter(pl.col("state") != "complete")
+    if other.height:
+        floor = float(done["value"].min()) if done.height else 0.0
+        fig.add_trace(
+            go.Scatter(
+                x=other["number"].to_list(),
+                y=[floor] * other.height,
+                mode="markers",
+                name="pruned / failed",
+                marker={"symbol": "x", "color": "#e74c3c", "size": 8},
+                text=other["state"].to_list(),
+                hovertemplate="trial %{x}: %{text}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        xaxis_title="trial",
+        yaxis_title=f"{metric} on valid",
+        margin={"l": 50, "r": 10, "t": 10, "b": 40},
+        height=320,
+        legend={"orientation": "h", "y": 1.1},
+    )
+    return fig
+
+
+def parameter_importance(importance: dict[str, float]) -> go.Figure:
+    """fANOVA importance of each tuned parameter, largest on top."""
+    if not importance:
+        return empty_figure("importance needs at least 4 complete trials of 2+ parameters")
+    items = sorted(importance.items(), key=lambda kv: kv[1])
+    fig = go.Figure(
+        go.Bar(
+            x=[v for _, v in items],
+            y=[k for k, _ in items],
+            orientation="h",
+            marker={"color": "#2c3e50"},
+            hovertemplate="%{y}: %{x:.2f}<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        xaxis_title="importance (fANOVA, sums to 1)",
+        margin={"l": 110, "r": 10, "t": 10, "b": 40},
+        height=320,
+    )
+    return fig

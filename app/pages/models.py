@@ -118,6 +118,74 @@ def render(curve_runs: Any, a: Any, b: Any) -> tuple[Any, Any, str]:
     return curves, _side_by_side(runs, a, b), url
 
 
+def _study_label(r: dict[str, Any]) -> str:
+    best = f"best {r['best_value']:.4f}" if r["best_value"] is not None else "no complete trial"
+    return f"{r['model']} · {r['metric']} · {r['n_trials']} trials · {best} · {r['tune_id']}"
+
+
+def render_tuning(tune_id: Any) -> tuple[Any, Any, Any]:
+    """The tuning callback as a plain function: trials figure, importance figure, best settings."""
+    studies = data.store().tuning_runs()
+    known = {r["tune_id"]: r for r in studies.iter_rows(named=True)}
+    picked = params.one(tune_id)
+    if picked not in known:
+        empty = figs.tuning_trials(pl.DataFrame())
+        return empty, figs.parameter_importance({}), html.P("Pick a study.", className="text-muted")
+    study = known[picked]
+    trials = data.store().tuning_trials(picked)
+    importance = json.loads(study["importance"]) if study["importance"] else {}
+    best = json.loads(study["best_params"]) if study["best_params"] else {}
+    rows = [html.Tr([html.Td(k), html.Td(str(v))]) for k, v in best.items()]
+    table = dbc.Table(
+        [html.Thead(html.Tr([html.Th("setting"), html.Th("best trial")])), html.Tbody(rows)],
+        size="sm",
+        bordered=True,
+        className="params-table bg-white",
+    )
+    note = html.P(
+        f"Trial {study['best_trial']} of {study['n_trials']} ({study['seconds']:.0f} s in trials), "
+        f"judged on the split's validation part only; `bookrec train --model {study['model']} "
+        "--tuned` uses these settings.",
+        className="text-muted small",
+    )
+    return (
+        figs.tuning_trials(trials, study["metric"]),
+        figs.parameter_importance(importance),
+        [
+            table,
+            note,
+        ],
+    )
+
+
+def _tuning_section(query: dict[str, Any]) -> Any:
+    studies = data.store().tuning_runs()
+    if studies.is_empty():
+        return section(
+            "Tuning",
+            empty_state(
+                "No tuning studies yet",
+                "Run `bookrec tune --model itemknn` (Optuna on the validation part)",
+            ),
+        )
+    opts = [
+        {"label": _study_label(r), "value": r["tune_id"]} for r in studies.iter_rows(named=True)
+    ]
+    wanted = params.one(query.get("tune"))
+    value = wanted if wanted in {o["value"] for o in opts} else opts[0]["value"]
+    return section(
+        "Tuning",
+        dcc.Dropdown(id="models-tune", options=opts, value=value, clearable=False),
+        dbc.Row(
+            [
+                dbc.Col(dcc.Loading(graph({}, "models-tune-trials"), type="dot"), md=7),
+                dbc.Col(dcc.Loading(graph({}, "models-tune-importance"), type="dot"), md=5),
+            ]
+        ),
+        html.Div(id="models-tune-best"),
+    )
+
+
 def layout(**query: Any) -> html.Div:
     """The models page (?run=ID&run=ID for curves, a=ID&b=ID side by side)."""
     head = [
@@ -187,6 +255,7 @@ def layout(**query: Any) -> html.Div:
                 ),
                 html.Div(id="models-compare"),
             ),
+            _tuning_section(query),
         ]
     )
 
@@ -199,3 +268,10 @@ callback(
     Input("models-a", "value"),
     Input("models-b", "value"),
 )(render)
+
+callback(
+    Output("models-tune-trials", "figure"),
+    Output("models-tune-importance", "figure"),
+    Output("models-tune-best", "children"),
+    Input("models-tune", "value"),
+)(render_tuning)

@@ -19,7 +19,7 @@ COLD_FIELDS = ("genre", "audience", "tone")
 
 
 def model_options() -> tuple[list[dict[str, str]], str | None]:
-    """Current models for the selector (LightGCN first) and the default one."""
+    """Current models for the selector (the default, best on validation, first) and the default."""
     if data.missing("models"):
         return [], None
     runs = data.store().models()
@@ -199,10 +199,12 @@ def render(
                 )
             else:
                 name = recs["model"][0] if recs.height else model
+                default, why = store.default_model()
+                chosen = f" It is the default model: {why}." if name == default else ""
                 recs_part = [
                     html.P(
                         f"Top {recs.height} unread books from the current {name} run; the reason is the "
-                        "book in this reader's history closest in the model's item-embedding space.",
+                        f"book in this reader's history closest in the model's item-embedding space.{chosen}",
                         className="text-muted small",
                     ),
                     _rec_cards(recs, popular=False),

@@ -93,7 +93,8 @@ def _print_summary(summary: dict) -> None:
     "--model",
     "model_name",
     required=True,
-    help="lightgcn | mf | ncf | gfcf | popularity (or ease).",
+    help="lightgcn | mf | ncf | gfcf | chebycf | itemknn | rp3beta | ease | als | bpr | popularity; "
+    "with --final also `best`: the default model (best on validation) as its run was trained.",
 )
 @click.option("--epochs", type=int, default=None)
 @click.option("--layers", type=int, default=None)
@@ -116,25 +117,65 @@ def _print_summary(summary: dict) -> None:
     default=None,
     help="Continue from this model's checkpoint for the same split.",
 )
+@click.option(
+    "--tuned",
+    is_flag=True,
+    help="Use the best settings of `bookrec tune` on this split (flags given here still win).",
+)
+@click.option(
+    "--final",
+    is_flag=True,
+    help="After training on the split, refit on all interactions and serve that run (its "
+    "metrics stay the split-trained run's; also reports the train+valid refit judged on test).",
+)
 @_positives_options
 def train(
-    db_path: Path, force: bool, model_name: str, positives, threshold, kcore, **flags
+    db_path: Path,
+    force: bool,
+    model_name: str,
+    tuned: bool,
+    final: bool,
+    positives,
+    threshold,
+    kcore,
+    **flags,
 ) -> None:
     """Train one model on the current split (made if missing), evaluate it, write it back as current."""
+    from engine.models import final as final_stage
     from engine.models import stage
 
+    split_overrides = {"positives": positives, "threshold": threshold, "kcore": kcore}
+    if model_name == final_stage.BEST and not final:
+        from engine.errors import ConfigError
+
+        raise ConfigError("--model best refits the default model: it needs --final")
     con = db.connect(db_path)
     try:
-        result = stage.train(
-            con,
-            model_name,
-            flags,
-            db_path=db_path,
-            force=force,
-            split_overrides={"positives": positives, "threshold": threshold, "kcore": kcore},
-        )
+        if final:
+            done = final_stage.train_final(
+                con,
+                model_name,
+                flags,
+                db_path=db_path,
+                force=force,
+                tuned=tuned,
+                split_overrides=split_overrides,
+            )
+        else:
+            result = stage.train(
+                con,
+                model_name,
+                flags,
+                db_path=db_path,
+                force=force,
+                tuned=tuned,
+                split_overrides=split_overrides,
+            )
     finally:
         con.close()
+    if final:
+        _print_final(done)
+        return
     r = result.record
     m = r.metrics
     if result.skipped:
@@ -149,7 +190,21 @@ def train(
     )
 
 
+def _print_final(done) -> None:  # noqa: ANN001 - engine.models.final.FinalResult
+    r, m = done.record, done.record.metrics
+    if done.skipped:
+        console.print(f"{r.model}: final run {r.run_id} is up to date; --force to redo")
+        return
+    console.print(
+        f"{r.model}: split run {r.params['metrics_from']} recall@20 {m.get('recall@20', float('nan')):.4f} "
+        f"(valid {m.get('valid_recall@20', float('nan')):.4f}) · refit on train+valid, judged on test: "
+        f"recall@20 {m.get('refit_recall@20', float('nan')):.4f} · final run {r.run_id} refitted on "
+        f"all interactions in {r.timings['fit_s']:.1f}s, now current (serves recommendations)"
+    )
+
+
 _FULL = ["recall@20", "ndcg@20", "precision@20", "hit@20", "recall@10", "ndcg@10", "coverage@20"]
+_OTHER = ["valid_recall@20", "refit_recall@20"]  # selection (valid) and the train+valid refit
 _SAMPLED = ["sampled_hr@10", "sampled_ndcg@10"]
 
 
@@ -174,12 +229,16 @@ def evaluate(db_path: Path, models: tuple[str, ...], all_: bool) -> None:
     table = Table(
         title=f"leaderboard · {info.split_id} ({info.method}) · full ranking over all items, "
         "train+valid items masked",
-        caption="sampled = the prototype's protocol (held-out item among 99 random unseen items): "
+        caption="valid R@20 = recall@20 on the validation part (what picks the default model); "
+        "refit R@20 = the same settings refitted on train+valid, judged once on test; "
+        "sampled = the prototype's protocol (held-out item among 99 random unseen items): "
         "far more optimistic, not comparable with full ranking",
     )
     table.add_column("model", style="bold")
     for key in _FULL:
         table.add_column(key, justify="right")
+    table.add_column("valid R@20", justify="right", style="cyan")
+    table.add_column("refit R@20", justify="right", style="cyan")
     table.add_column("│", justify="center", style="dim")
     for key in _SAMPLED:
         table.add_column(key.replace("_", " ").replace("hr", "HR").replace("ndcg", "NDCG"), justify="right",
@@ -187,7 +246,7 @@ def evaluate(db_path: Path, models: tuple[str, ...], all_: bool) -> None:
     table.add_column("fit s", justify="right")
     notes = []
     for e in entries:
-        cells = [f"{e.metrics[k]:.4f}" if k in e.metrics else "-" for k in _FULL]
+        cells = [f"{e.metrics[k]:.4f}" if k in e.metrics else "-" for k in _FULL + _OTHER]
         sampled = [f"{e.metrics[k]:.4f}" if k in e.metrics else "-" for k in _SAMPLED]
         fit = f"{e.fit_s:.1f}" if e.fit_s is not None else "-"
         table.add_row(e.model, *cells, "│", *sampled, fit)
@@ -215,15 +274,17 @@ def _check_model(con, model: str | None) -> None:
 @click.option(
     "--model",
     default=None,
-    help="Model whose current run answers (default: lightgcn, else the best run).",
+    help="Model whose current run answers (default: the one best on the validation part).",
 )
 def recommend(db_path: Path, user_id: int, k: int, model: str | None) -> None:
     """Top-k books for a reader (books already rated excluded; unknown readers get popular books)."""
     con = db.connect(db_path, read_only=True)
+    why = None
     try:
         _check_model(con, model)
         if model is None:
             rows = db.query(con, "recommend_default", {"user_id": user_id, "k": k})
+            why = _why_default(db.query(con, "default_run"))
         else:
             rows = db.query(
                 con, "recommend_for_model", {"model": model, "user_id": user_id, "k": k}
@@ -254,6 +315,22 @@ def recommend(db_path: Path, user_id: int, k: int, model: str | None) -> None:
         f" · run {rows['run_id'][0]}" if rows["run_id"][0] else ""
     )
     _print_rows(rows, title, ["rank", "isbn", "title", "author", "score", "source"])
+    if why:
+        console.print(why)
+
+
+def _why_default(run) -> str | None:  # noqa: ANN001 - a Polars frame
+    """One line saying which model is the default and why (recommend without --model)."""
+    if run.is_empty():
+        return None
+    r = run.row(0, named=True)
+    if r["valid_recall"] is None:
+        return f"default model {r['model']}: the newest run (no current run was measured on a validation part)"
+    return (
+        f"default model {r['model']}: best recall@20 on the validation part "
+        f"({r['valid_recall']:.4f}) of the {r['rivals']} current models on this split; "
+        "--model NAME picks another"
+    )
 
 
 @click.command()

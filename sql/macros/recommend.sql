@@ -13,15 +13,15 @@
 -- `recommendations` (NCF, GF-CF: not a dot product; popularity: one list, user_id NULL), so k is
 -- at most N (100 by default) minus the user's already-rated books among them.
 
--- The default model: the current LightGCN run if there is one, else the current run with the
--- best recall@20 on the current split (then any split), newest first on ties.
+-- The default model: the current run that wins on validation (best valid_recall@20, recall@20 on
+-- the split's validation part with the training books masked) on the current split (then any
+-- split), newest first on ties. Test never picks it: runs without a validation part rank last.
 CREATE OR REPLACE VIEW default_model_run AS
 SELECT m.run_id, m.model, m.scoring, m.split_id, m.metrics
 FROM model_runs m
 WHERE m.is_current
-ORDER BY (m.model = 'lightgcn') DESC,
-         (m.split_id IS NOT DISTINCT FROM (SELECT s.split_id FROM splits s WHERE s.is_current)) DESC,
-         TRY_CAST(m.metrics ->> 'recall@20' AS DOUBLE) DESC NULLS LAST,
+ORDER BY (m.split_id IS NOT DISTINCT FROM (SELECT s.split_id FROM splits s WHERE s.is_current)) DESC,
+         TRY_CAST(m.metrics ->> 'valid_recall@20' AS DOUBLE) DESC NULLS LAST,
          m.finished_at DESC
 LIMIT 1;
 

@@ -6,15 +6,14 @@
 -- excluded. Empty when the book has no embedding in the run (unrated, or filtered out of the split)
 -- or the run stores no item embeddings (GF-CF, popularity).
 
--- The default run for similarity: the current LightGCN run, else the current run with item
--- embeddings and the best recall@20 (current split first).
+-- The default run for similarity: the current run with item embeddings that wins on validation
+-- (best valid_recall@20; current split first), as default_model_run picks.
 CREATE OR REPLACE VIEW default_similar_run AS
 SELECT m.run_id, m.model
 FROM model_runs m
 WHERE m.is_current AND EXISTS (SELECT 1 FROM item_embeddings e WHERE e.run_id = m.run_id)
-ORDER BY (m.model = 'lightgcn') DESC,
-         (m.split_id IS NOT DISTINCT FROM (SELECT s.split_id FROM splits s WHERE s.is_current)) DESC,
-         TRY_CAST(m.metrics ->> 'recall@20' AS DOUBLE) DESC NULLS LAST,
+ORDER BY (m.split_id IS NOT DISTINCT FROM (SELECT s.split_id FROM splits s WHERE s.is_current)) DESC,
+         TRY_CAST(m.metrics ->> 'valid_recall@20' AS DOUBLE) DESC NULLS LAST,
          m.finished_at DESC
 LIMIT 1;
 

@@ -83,11 +83,14 @@ FROM hits h LEFT JOIN ratings r ON r.user_id = h.user_id
 GROUP BY h.user_id, h.country, h.age ORDER BY length(h.user_id::VARCHAR), h.user_id;
 
 -- name: app_models
--- Current run of every model, LightGCN first, then by recall@20.
+-- Current run of every model, the default first: as default_model_run, the best recall@20 on
+-- the validation part (current split first), newest first on ties.
 SELECT model, run_id, scoring, finished_at,
-       EXISTS (SELECT 1 FROM item_embeddings e WHERE e.run_id = m.run_id) AS has_item_embeddings
+       EXISTS (SELECT 1 FROM item_embeddings e WHERE e.run_id = m.run_id) AS has_item_embeddings,
+       TRY_CAST(metrics ->> 'valid_recall@20' AS DOUBLE) AS valid_recall,
+       (split_id IS NOT DISTINCT FROM (SELECT s.split_id FROM splits s WHERE s.is_current)) AS on_current_split
 FROM model_runs m WHERE is_current
-ORDER BY (model = 'lightgcn') DESC, TRY_CAST(metrics ->> 'recall@20' AS DOUBLE) DESC NULLS LAST, model;
+ORDER BY on_current_split DESC, valid_recall DESC NULLS LAST, finished_at DESC, model;
 
 -- ---------------------------------------------------------------- similar books
 
@@ -183,3 +186,13 @@ ORDER BY a.i, n.rank;
 
 -- name: app_item_neighbour_ids
 SELECT DISTINCT isbn FROM item_neighbours WHERE run_id = $run_id ORDER BY isbn;
+
+-- name: app_tuning_runs
+-- Every `bookrec tune` study, latest first (the models page's tuning section).
+SELECT tune_id, model, split_id, metric, n_trials, best_trial, best_value,
+       best_params::VARCHAR AS best_params, importance::VARCHAR AS importance, seconds, updated_at
+FROM tuning_runs ORDER BY updated_at DESC, tune_id;
+
+-- name: app_tuning_trials
+SELECT number, state, value, params::VARCHAR AS params, best_epoch, seconds
+FROM tuning_trials WHERE tune_id = $tune_id ORDER BY number;

@@ -96,7 +96,10 @@ SELECT * FROM similar_books($isbn, k := $k);
 SELECT * FROM similar_books_model($model, $isbn, k := $k);
 
 -- name: default_run
-SELECT run_id, model FROM default_model_run;
+SELECT run_id, model, TRY_CAST(metrics ->> 'valid_recall@20' AS DOUBLE) AS valid_recall,
+       (SELECT count(*) FROM model_runs r WHERE r.is_current AND r.metrics ->> 'valid_recall@20' IS NOT NULL
+          AND r.split_id IS NOT DISTINCT FROM (SELECT s.split_id FROM splits s WHERE s.is_current)) AS rivals
+FROM default_model_run;
 
 -- name: user_rating_count
 SELECT count(*) AS n FROM ratings WHERE user_id = $user_id;
@@ -126,3 +129,25 @@ GROUP BY f.isbn;
 -- name: item_facet_pairs
 -- (isbn, facet node) pairs for LightGCN's optional facet nodes: one node per (field, label).
 SELECT isbn, field || ': ' || label AS node FROM book_facets WHERE list_contains($fields, field);
+
+-- name: tune_latest
+-- The latest study of a model on a split for a metric (and search space, when given).
+SELECT tune_id, model, split_id, metric, space::VARCHAR AS space, space_hash, sampler, seed, started_at,
+       n_trials, best_trial, best_value, best_params::VARCHAR AS best_params, seconds
+FROM tuning_runs
+WHERE model = $model AND split_id = $split_id
+  AND ($metric IS NULL OR metric = $metric) AND ($space_hash IS NULL OR space_hash = $space_hash)
+ORDER BY updated_at DESC LIMIT 1;
+
+-- name: tune_insert
+INSERT INTO tuning_runs (tune_id, model, split_id, metric, space, space_hash, sampler, seed, started_at, updated_at)
+VALUES ($tune_id, $model, $split_id, $metric, $space, $space_hash, $sampler, $seed, now(), now());
+
+-- name: tune_trials
+SELECT number, state, value, params::VARCHAR AS params, best_epoch, intermediate::VARCHAR AS intermediate, seconds
+FROM tuning_trials WHERE tune_id = $tune_id ORDER BY number;
+
+-- name: tune_update
+UPDATE tuning_runs SET updated_at = now(), n_trials = $n_trials, best_trial = $best_trial,
+       best_value = $best_value, best_params = $best_params, importance = $importance, seconds = $seconds
+WHERE tune_id = $tune_id;
