@@ -98,13 +98,14 @@ def test_gfcf_on_gowalla_reaches_the_published_accuracy() -> None:
 def test_dense_blocks_and_factored_filter_agree(monkeypatch) -> None:
     import engine.models.gfcf as gfcf
 
-    monkeypatch.setattr(gfcf, "_BLOCK_BYTES", 4 * 40 * 16)  # 16-column blocks: 40 items -> 3
-    data = small(4, n_users=60, n_items=40)
+    monkeypatch.setattr(gfcf, "_BLOCK_BYTES", 4 * 2100 * 16)  # 16-column blocks, 2 GEMM spans
+    data = small(4, n_users=60, n_items=2100)
     dense = build("gfcf", {"svd_k": 6, "num_threads": 1})
     factored = build("gfcf", {"svd_k": 6, "num_threads": 1, "dense_max_gb": 0.0})
     dense.fit(data)
     factored.fit(data)
-    assert [b.shape[1] for b in dense.parts["blocks"]] == [16, 16, 8]
+    widths = [b.shape[1] for b in dense.parts["blocks"]]
+    assert widths == [16] * 131 + [4]
     assert "blocks" not in factored.parts
     users = torch.tensor([3, 0, 59, 3])
     assert torch.allclose(dense.score(users), factored.score(users), atol=1e-5)
