@@ -44,8 +44,8 @@ class BPRSettings:
 
     dim: int = 128
     lr: float = 0.01
-    reg: float = 0.01
-    epochs: int = 100
+    reg: float = 1e-4
+    epochs: int = 400
     seed: int = 2020
     device: str = "auto"
     num_threads: int = 0
