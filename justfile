@@ -46,8 +46,8 @@ facets *args: setup
 content *args: setup
     {{bin}}/bookrec content {{args}}
 
-# Train one model (itemknn|rp3beta|ease|als|bpr|gfcf|chebycf|mf|lightgcn|ncf|popularity), e.g. `just train rp3beta --tuned`
-train model="rp3beta" *args: setup
+# Train one model (hybrid|itemknn|rp3beta|ease|als|bpr|gfcf|chebycf|mf|lightgcn|ncf|popularity), e.g. `just train hybrid --tuned`
+train model="hybrid" *args: setup
     {{bin}}/bookrec train --model {{model}} {{args}}
 
 # Tune a model's settings on the validation part (Optuna), e.g. `just tune itemknn --trials 30`
@@ -56,8 +56,8 @@ tune model *args: setup
 
 # Tune the fast models briefly, train every model on the split, refit the validation winner on all data
 train-all trials="8": setup
-    for m in itemknn rp3beta ease; do {{bin}}/bookrec tune --model $m --trials {{trials}} --timeout 60; done
-    for m in itemknn rp3beta ease; do {{bin}}/bookrec train --model $m --tuned; done
+    for m in hybrid itemknn rp3beta ease; do {{bin}}/bookrec tune --model $m --trials {{trials}} --timeout 60; done
+    for m in hybrid itemknn rp3beta ease; do {{bin}}/bookrec train --model $m --tuned; done
     for m in popularity gfcf chebycf als mf lightgcn ncf; do {{bin}}/bookrec train --model $m; done
     {{bin}}/bookrec train --model best --final
 
@@ -68,6 +68,10 @@ evaluate: setup
 # Recommendations for one reader, e.g. `just recommend 276847`
 recommend user *args: setup
     {{bin}}/bookrec recommend --user {{user}} {{args}}
+
+# Every table (and the current runs' embeddings) as Parquet for Spark/Trino/DuckDB, e.g. `just export data/export --overwrite`
+export out="data/export" *args: setup
+    {{bin}}/bookrec export --format parquet --out {{out}} {{args}}
 
 # Static HTML analysis report (co-occurrence heatmaps, 3D surface, distributions)
 report out="data/report": setup

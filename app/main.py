@@ -11,7 +11,7 @@ import dash_bootstrap_components as dbc
 import flask
 from dash import html
 
-from app import data
+from app import api, data
 
 HERE = Path(__file__).parent
 PLOTLY_2D = HERE / "static" / "plotly-cartesian.min.js"
@@ -87,10 +87,17 @@ def navbar() -> dbc.Navbar:
 
 
 def create_app(
-    db_path: str | Path, *, warm: bool = False, threads: int | None = None, debug: bool = False
+    db_path: str | Path,
+    *,
+    warm: bool = False,
+    threads: int | None = None,
+    debug: bool = False,
+    api_token: str | None = None,
 ) -> dash.Dash:
     """Build the dashboard over `db_path` (opened read-only once per process, DuckDB limited to
-    `threads` threads when given); `debug` turns on Dash's dev tools (the browser's error overlay)."""
+    `threads` threads when given); `debug` turns on Dash's dev tools (the browser's error overlay).
+    The JSON API (app/api) is mounted at /api/v1 on the same Flask server; a non-empty
+    `api_token` makes it require `Authorization: Bearer <api_token>`."""
     store = data.init(db_path, warm=warm, threads=threads)
     app = dash.Dash(
         __name__,
@@ -124,6 +131,7 @@ def create_app(
         dash.State("navbar-collapse", "is_open"),
     )
     plotly_2d_route(app)
+    api.install(app.server, api_token)  # before the first request: Flask refuses blueprints after
     if debug:
         # before the warm-up request below: Flask refuses new error handlers after a first request
         app.enable_dev_tools(debug=True, dev_tools_hot_reload=False)

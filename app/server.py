@@ -25,6 +25,7 @@ from typing import Any
 
 # what a worker's libraries may use; set by `bookrec serve` before this interpreter starts
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "POLARS_MAX_THREADS")
+API_TOKEN_VAR = "BOOKREC_SERVE_API_TOKEN"  # the JSON API's bearer token (set by `bookrec serve`)
 
 
 def thread_env(workers: int, environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -90,16 +91,25 @@ def serve(db_path: Path, host: str, port: int, workers: int, threads: int) -> No
             from app.main import create_app
 
             start = time.perf_counter()
-            app = create_app(db_path, warm=True, threads=_worker_threads())
+            # the token travels in the environment (BOOKREC_SERVE_API_TOKEN), never on argv
+            app = create_app(
+                db_path,
+                warm=True,
+                threads=_worker_threads(),
+                api_token=os.environ.get(API_TOKEN_VAR) or None,
+            )
             print(
                 f"bookrec: worker {os.getpid()} ready in {time.perf_counter() - start:.1f} s",
                 flush=True,
             )
             return app.server
 
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(
-        f"bookrec: dashboard on http://{host}:{port} ({workers} worker{'s' * (workers > 1)} x "
-        f"{threads} threads; each loads {db_path} read-only; Ctrl+C to stop)",
+        f"bookrec: dashboard on {url} ({workers} worker{'s' * (workers > 1)} x "
+        f"{threads} threads; each loads {db_path} read-only; Ctrl+C to stop)\n"
+        f"bookrec: JSON API on {url}/api/v1 (docs {url}/api/v1/docs"
+        f"{'; token required' if os.environ.get(API_TOKEN_VAR) else ''})",
         flush=True,
     )
     Dashboard().run()

@@ -1,24 +1,28 @@
-"""Classic recommenders on real Book-Crossing: item-kNN, RP3beta, EASE, ALS, BPR against popularity.
+"""Every model on real Book-Crossing: tuned on validation by `bookrec tune`, judged once on test.
 
-Ingests ../shared/data/bookcrossing into a fresh DuckDB file, makes bookrec's default split
-(per-user random holdout, 20 % test, 10 % of the rest valid, seed 2020), then either
+Ingests ../shared/data/bookcrossing into a DuckDB file (default: a fresh temp dir), makes
+bookrec's default split (per-user random holdout, 20 % test, 10 % of the rest valid, seed 2020),
+then for each model:
 
-- (default) trains each model at its defaults through `bookrec train`'s stage (fit on train only,
-  test metrics with train + valid masked, written back like any run) and prints a Markdown table
-  of recall@20 / ndcg@20 on test with the fit time; or
-- (--tune N) scores the defaults and then N Optuna trials per model over its `search_space`
-  (the defaults are trial 0), each fitted on train and scored on the validation part only
-  (recall@20, train items masked), and prints the best settings: how the defaults were chosen.
-  The test part is not even loaded in this mode.
+1. `bookrec tune` (engine.models.tune.run: Optuna TPE on the validation part, test never loaded)
+   with `--trials` trials, stopping after `--timeout` seconds (per model; `--budget M=S`
+   overrides one model's, e.g. LightGCN's 20 minutes, `M=0` keeps its defaults); models without
+   a search space, or with `--trials 0`, keep their defaults;
+2. `bookrec train --model M --tuned` (fit on train, test metrics with train + valid masked);
+
+and prints one Markdown table of test recall@20 / ndcg@20 with the valid recall that selected
+the settings, the tuning and fit times and the chosen settings. `--final` then refits the
+validation winner on train + valid (the refit_ protocol, judged on test) as `train --final` does.
 
 Run: flock /tmp/bookrec-bench.lock .venv/bin/python -u bench/bookcrossing_classic.py
-     flock /tmp/bookrec-bench.lock .venv/bin/python -u bench/bookcrossing_classic.py \
-         --models itemknn --tune 40
+     flock /tmp/bookrec-bench.lock .venv/bin/python -u bench/bookcrossing_classic.py \\
+         --models popularity,rp3beta,hybrid --trials 20 --timeout 120 --final
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import tempfile
@@ -30,11 +34,8 @@ from typing import Any
 import psutil
 
 from engine import db, ingest
-from engine.evaluate.metrics import full_ranking
-from engine.models import build, split, stage
-from engine.models.base import Dataset, model_class
-from engine.models.data import to_dataset
-from engine.models.trainer import resolve_device
+from engine.errors import ConfigError
+from engine.models import build, final, split, stage, tune
 
 DATA = (
     Path(
@@ -44,7 +45,8 @@ DATA = (
     )
     / "bookcrossing"
 )
-MODELS = ["popularity", "itemknn", "rp3beta", "ease", "als", "bpr"]
+MODELS = ["popularity", "itemknn", "rp3beta", "hybrid", "ease", "als", "bpr", "gfcf", "chebycf"]
+QUIET = {"progress": False}  # for epoch-based models
 
 
 def prepare(db_path: Path) -> tuple[Any, split.SplitInfo]:
@@ -59,115 +61,106 @@ def prepare(db_path: Path) -> tuple[Any, split.SplitInfo]:
     return con, info
 
 
-def suggest(trial: Any, space: dict[str, tuple]) -> dict[str, Any]:
-    """Optuna values for a model's declarative `search_space`."""
-    out: dict[str, Any] = {}
-    for name, (kind, *args) in space.items():
-        if kind in ("cat", "categorical"):
-            out[name] = trial.suggest_categorical(name, list(args[0]))
-        elif kind in ("int", "int_log"):
-            out[name] = trial.suggest_int(name, args[0], args[1], log=kind == "int_log")
-        else:
-            out[name] = trial.suggest_float(name, args[0], args[1], log=kind == "log")
-    return out
+def _quiet(name: str) -> dict[str, Any]:
+    fields = set(getattr(build(name).settings, "__dataclass_fields__", {}))
+    return {k: v for k, v in QUIET.items() if k in fields}
 
 
-def valid_recall(name: str, params: dict[str, Any], data: Dataset) -> tuple[float, float, float]:
-    """(recall@20, ndcg@20, fit s) on the validation part of a model fitted on train."""
-    model = build(name, params)
-    t = time.perf_counter()
-    model.fit(data)
-    fit_s = time.perf_counter() - t
-    m = full_ranking(model.score, data.train, data.valid, ks=(20,), device=resolve_device("auto"))
-    return m["recall@20"], m["ndcg@20"], fit_s
-
-
-def tune(con: Any, info: split.SplitInfo, models: list[str], trials: int, seed: int) -> None:
-    """Optuna (TPE, seeded) per model on valid; the defaults go first as trial 0."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    data, _ = to_dataset(split.rows(con, info.split_id))
-    data = Dataset(data.n_users, data.n_items, data.train, data.valid, None)  # test is not used
-    for name in models:
-        space = getattr(model_class(name), "search_space", {})
-        if not space or trials <= 0:
-            r, n, s = valid_recall(name, {}, data)
-            print(f"{name} defaults: valid recall@20 {r:.4f} ndcg@20 {n:.4f} ({s:.1f} s)")
-            continue
-
-        def objective(trial: Any, name: str = name, space: dict = space) -> float:
-            params = suggest(trial, space)
-            r, n, s = valid_recall(name, params, data)
-            print(
-                f"  {name} #{trial.number} {params}: valid recall@20 {r:.4f} ndcg@20 {n:.4f} ({s:.1f} s)"
-            )
-            return r
-
-        study = optuna.create_study(
-            direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed)
-        )
-        defaults = build(name, {}).settings
-        study.enqueue_trial({k: getattr(defaults, k) for k in space})  # trial 0: the defaults
-        study.optimize(objective, n_trials=trials + 1)
-        print(
-            f"{name} best on valid (trial {study.best_trial.number} of {len(study.trials)}): "
-            f"{study.best_params} recall@20 {study.best_value:.4f}"
-        )
-
-
-def table(con: Any, info: split.SplitInfo, models: list[str], db_path: Path) -> None:
-    """Train each model at its defaults through the stage; Markdown table of the test metrics."""
-    rows = []
-    for name in models:
-        t = time.perf_counter()
+def one(con: Any, name: str, trials: int, timeout: float, db_path: Path) -> dict[str, Any]:
+    """Tune (when it has a space) then train with the tuned settings; the row of the table."""
+    tune_s, tuned, settings = 0.0, False, {}
+    if trials > 0:
         try:
-            rec = stage.train(con, name, {}, db_path=db_path, force=True).record
+            t = time.perf_counter()
+            result = tune.run(
+                con,
+                name,
+                tune.TuneSettings(trials=trials, timeout=timeout),
+                new=True,
+                progress=lambda line: print(f"  {line}", flush=True),
+            )
+            tune_s, tuned, settings = time.perf_counter() - t, True, result.best_params
+        except ConfigError as exc:  # no search space: the defaults it is
+            print(f"{name}: not tuned ({exc})")
+    t = time.perf_counter()
+    rec = stage.train(con, name, _quiet(name), db_path=db_path, force=True, tuned=tuned).record
+    total = time.perf_counter() - t
+    print(f"{name}: tune {tune_s:.0f} s, train stage {total:.1f} s, timings {rec.timings}")
+    return {
+        "model": name,
+        "metrics": rec.metrics,
+        "tune_s": tune_s,
+        "fit_s": rec.timings.get("fit_s", float("nan")),
+        "settings": settings,
+        "epoch": rec.params.get("best_epoch"),
+    }
+
+
+def _short(settings: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()
+    )
+
+
+def main() -> None:
+    """Ingest, split, tune and train each model, print the table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--db", default=None, help="DuckDB file (default: a fresh temp dir)")
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--trials", type=int, default=20, help="Optuna trials per model (0: defaults)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="tuning seconds per model")
+    ap.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        help="M=S: tuning seconds of one model (0: its defaults, untuned)",
+    )
+    ap.add_argument("--final", action="store_true", help="refit the valid winner on train+valid")
+    args = ap.parse_args()
+    budgets = {m: float(s) for m, s in (b.split("=") for b in args.budget)}
+    db_path = Path(args.db or Path(tempfile.mkdtemp(prefix="bx-classic-")) / "bookrec.duckdb")
+    con, info = prepare(db_path)
+    rows = []
+    for name in args.models.split(","):
+        try:
+            budget = budgets.get(name, args.timeout)
+            rows.append(one(con, name, args.trials if budget > 0 else 0, budget, db_path))
         except Exception as exc:  # a benchmark keeps going: one broken model must not hide the rest
             print(f"{name}: FAILED {type(exc).__name__}: {exc}")
-            traceback.print_exc(limit=2)
-            continue
-        total = time.perf_counter() - t
-        print(f"{name}: {total:.1f} s in all, timings {rec.timings}")
-        rows.append((name, rec.metrics, rec.timings["fit_s"], total, rec.scoring))
+            traceback.print_exc(limit=3)
+    refit = None
+    if args.final and rows:
+        best = max(rows, key=lambda r: r["metrics"].get("valid_recall@20", -1.0))
+        t = time.perf_counter()
+        res = final.train_final(con, best["model"], _quiet(best["model"]), db_path=db_path)
+        refit = (best["model"], res.refit_metrics, time.perf_counter() - t)
+    con.close()
     print()
     print(
         f"machine: {platform.machine()} {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, load {os.getloadavg()[0]:.1f}; split "
-        f"{info.split_id}, {info.summary['test_users']:,} test users, {info.summary['items']:,} items"
+        f"{info.split_id}, {info.summary['test_users']:,} test users, {info.summary['items']:,} "
+        f"items; {args.trials} trials / {args.timeout:.0f} s per model {budgets or ''}"
     )
-    print(
-        "| model | recall@20 | ndcg@20 | hit@20 | coverage@20 | fit s | train stage s | scoring |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for name, m, fit_s, total, scoring in sorted(rows, key=lambda r: -r[1].get("recall@20", 0)):
+    print("| model | test recall@20 | test ndcg@20 | valid recall@20 | tune s | fit s | settings |")
+    print("|---|---|---|---|---|---|---|")
+    for r in sorted(rows, key=lambda r: -r["metrics"].get("recall@20", 0)):
+        m = r["metrics"]
         cells = [
-            f"{m.get(k, float('nan')):.4f}"
-            for k in ("recall@20", "ndcg@20", "hit@20", "coverage@20")
+            f"{m.get(k, float('nan')):.4f}" for k in ("recall@20", "ndcg@20", "valid_recall@20")
         ]
-        print(f"| {name} | " + " | ".join(cells) + f" | {fit_s:.1f} | {total:.1f} | {scoring} |")
-
-
-def main() -> None:
-    """Ingest, split, then tune on valid or train at the defaults and report test."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--db", default=None, help="DuckDB file (default: a fresh temp dir)")
-    ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument(
-        "--tune", type=int, default=None, help="Optuna trials per model on valid (0: defaults only)"
-    )
-    ap.add_argument("--seed", type=int, default=2020, help="Optuna sampler seed")
-    args = ap.parse_args()
-    db_path = Path(args.db or Path(tempfile.mkdtemp(prefix="bx-classic-")) / "bookrec.duckdb")
-    con, info = prepare(db_path)
-    models = args.models.split(",")
-    try:
-        if args.tune is not None:
-            tune(con, info, models, args.tune, args.seed)
-        else:
-            table(con, info, models, db_path)
-    finally:
-        con.close()
+        epoch = f", epoch {r['epoch']}" if r["epoch"] else ""
+        print(
+            f"| {r['model']} | "
+            + " | ".join(cells)
+            + f" | {r['tune_s']:.0f} | {r['fit_s']:.1f} | {_short(r['settings']) or 'defaults'}{epoch} |"
+        )
+    if refit:
+        name, m, seconds = refit
+        print(
+            f"\nrefit of {name} on train + valid, judged on test ({seconds:.0f} s with the all-data "
+            f"refit): {json.dumps({k: round(v, 4) for k, v in m.items() if k.endswith('@20')})}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "engine.commands.tune",
     "engine.commands.bench",
     "engine.commands.serve",
+    "engine.commands.export",
 ]
 
 

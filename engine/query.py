@@ -352,6 +352,7 @@ class Store:
                     self._item_neighbours(run["run_id"])
                 if run["scoring"] == "embedding":
                     self._user_vectors(run["run_id"])
+                self._warm_fold_in(run)
         if self.ready("content") and self._content_neighbours() is None:
             self._content_index()  # no precomputed lists: search the vectors
         # Everything the callbacks scan now lives in numpy/Polars; what DuckDB cached while loading
@@ -847,6 +848,278 @@ class Store:
             score=pl.Series(scores, dtype=pl.Float64),
             source=pl.lit(source),
         )
+
+    # ------------------------------------------------------------------ JSON API (issue 13)
+
+    def run_of(self, model: str | None) -> dict[str, Any]:
+        """The current run of `model` (the default model when None); UnknownEntityError if none."""
+        return self._run(model)
+
+    def similar_model(self, isbn: str, model: str | None = None, k: int = 10) -> pl.DataFrame:
+        """`similar_collab`, or for an item-based run without item vectors (RP3beta, hybrid,
+        item-kNN, ...) the book's largest stored item-item weights (its row of W: the books a
+        reader of it is recommended first), ties by ISBN."""
+        if model is not None:
+            run = self._run(model)
+            weights = None if run["has_item_embeddings"] else self._item_weights(run["run_id"])
+            if weights is not None:
+                ids, row, w = weights
+                at = row.get((isbn or "").strip().upper())
+                if at is None:
+                    return self._neighbours([], [], run["model"])
+                lo, hi = w.indptr[at], w.indptr[at + 1]
+                cols, vals = w.indices[lo:hi], w.data[lo:hi].astype(np.float64)
+                keep = (cols != at) & (vals > 0)
+                cols, vals = cols[keep], vals[keep]
+                order = np.lexsort((ids[cols], -vals))[:k]
+                return self._neighbours(
+                    ids[cols[order]].tolist(), vals[order].tolist(), run["model"]
+                )
+        return self.similar_collab(isbn, model, k)
+
+    def recommend_reader(
+        self, model: str | None, user_id: int, k: int = 10, exclude_read: bool = True
+    ) -> pl.DataFrame:
+        """`recommend`, or with exclude_read=False the run's best books read ones included
+        (embedding runs; a topn run's stored list never holds the books it was trained on)."""
+        if exclude_read:
+            return self.recommend(model, user_id, k)
+        run = self._run(model)
+        rated = self.user_ratings(user_id)["isbn"].to_list()
+        isbns, scores = self._model_top(run, user_id, set(), k)
+        if isbns:
+            return self._rec_frame(run, isbns, scores, "model", run["model"], rated)
+        top = self.popular(k=k)
+        return self._rec_frame(
+            run,
+            top["isbn"].to_list(),
+            top["score"].to_list(),
+            "popularity_fallback",
+            "popular_books",
+            rated,
+        )
+
+    def _rec_frame(
+        self,
+        run: Mapping[str, Any],
+        isbns: Sequence[str],
+        scores: Sequence[float],
+        source: str,
+        name: str,
+        rated: Sequence[str],
+    ) -> pl.DataFrame:
+        """Recommended books as `recommend` returns them: metadata, rank, score, source, reason."""
+        recs = self.books(list(isbns)).select(
+            "isbn", "title", "author", "year", "image_url_m", "n_interactions", *FIELDS
+        )
+        recs = recs.with_columns(
+            rank=pl.int_range(1, len(isbns) + 1),
+            score=pl.Series(list(scores), dtype=pl.Float64),
+            source=pl.lit(source),
+            model=pl.lit(name),
+        )
+        return recs.join(
+            self._reasons(run, list(isbns), list(rated)),
+            on="isbn",
+            how="left",
+            maintain_order="left",
+        )
+
+    def _run_params(self, run_id: str) -> dict[str, Any]:
+        def load() -> dict[str, Any]:
+            import json
+
+            frame = self.frame("api_run_params", {"run_id": run_id})
+            return json.loads(frame["params"][0] or "{}") if frame.height else {}
+
+        return self._cached(("params", run_id), load)
+
+    def _item_weights(self, run_id: str) -> tuple[np.ndarray, dict[str, int], Any] | None:
+        """A run's fold-in weights W (engine.foldin) as CSR over its books, or None if it has none."""
+
+        def load() -> tuple[np.ndarray, dict[str, int], Any] | None:
+            if "item_weights" not in self.objects:
+                return None
+            import scipy.sparse as sp
+
+            ids = self.frame("api_item_weight_ids", {"run_id": run_id})["isbn"].to_numpy()
+            if ids.size == 0:
+                return None
+            frame = self.frame("api_item_weights", {"run_id": run_id})
+            w = sp.csr_matrix(
+                (
+                    frame["weight"].to_numpy().astype(np.float32),
+                    (frame["row"].to_numpy(), frame["col"].to_numpy()),
+                ),
+                shape=(ids.size, ids.size),
+            )
+            return ids, {s: i for i, s in enumerate(ids)}, w
+
+        return self._cached(("item_weights", run_id), load)
+
+    def _global_ranking(self, run_id: str) -> pl.DataFrame:
+        """A run's one ranking for everybody (popularity: recommendations with user_id NULL)."""
+        return self._cached(
+            ("global_ranking", run_id),
+            lambda: self.frame("app_topn", {"run_id": run_id, "user_id": None}),
+        )
+
+    def _als_gram(self, run_id: str) -> np.ndarray:
+        def load() -> np.ndarray:
+            raw = self._item_vectors(run_id).raw.astype(np.float64)
+            return raw.T @ raw
+
+        return self._cached(("als_gram", run_id), load)
+
+    def _book_positions(self, isbns: np.ndarray, key: Any) -> np.ndarray:
+        """Row in the book table of each ISBN of a run's item list (-1: not in `books`)."""
+
+        def load() -> np.ndarray:
+            row = self._book_row()
+            return np.array([row.get(i, -1) for i in isbns.tolist()], dtype=np.int64)
+
+        return self._cached(("book_positions", key), load)
+
+    def fold_in(
+        self,
+        model: str | None,
+        isbns: Sequence[str],
+        k: int = 20,
+        facets: Mapping[str, tuple[str, ...]] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> tuple[pl.DataFrame, dict[str, Any]]:
+        """Recommendations for a reader no run knows, from the books they picked (engine.foldin):
+        item-based runs sum their stored item-item weights, embedding runs solve the reader's
+        vector from the item vectors; no usable pick gets popularity within `facets`.
+        Returns the books (as `recommend`) and how they were computed."""
+        from engine import foldin
+
+        run = self._run(model)
+        seen: dict[str, None] = {}
+        for i in isbns[: foldin.MAX_PICKS]:
+            seen.setdefault((i or "").strip().upper(), None)
+        picks = [i for i in seen if i]
+        skip = set(picks) | {(i or "").strip().upper() for i in exclude[: foldin.MAX_PICKS]}
+        facets = {f: tuple(v) for f, v in (facets or {}).items() if f in FIELDS and v}
+        allowed = self._mask(BrowseQuery(facets=facets)) if facets else None
+        info: dict[str, Any] = {"run_id": run["run_id"], "model": run["model"]}
+        universe, scores, used = self._fold_scores(run, picks, info)
+        info["used"] = used
+        info["ignored"] = [i for i in picks if i not in set(used)]
+        top: list[str] = []
+        values: list[float] = []
+        if universe is not None and scores is not None:
+            scores = scores.astype(np.float64, copy=True)
+            rows = self._book_positions(universe, ("universe", run["run_id"], info["method"]))
+            at = self._cached(
+                ("universe_at", run["run_id"], info["method"]),
+                lambda: {isbn: i for i, isbn in enumerate(universe.tolist())},
+            )  # a dict lookup per pick: np.isin over the run's ISBN strings was ~6 ms a request
+            drop = np.zeros(universe.size, bool)
+            drop[[at[i] for i in skip if i in at]] = True
+            if allowed is not None:
+                drop |= ~np.where(rows >= 0, allowed[np.maximum(rows, 0)], False)
+            scores[drop] = -np.inf
+            best = _top(scores, universe, k)
+            top, values = universe[best].tolist(), scores[best].astype(float).tolist()
+        if not top:
+            pop = self.popular(facets=facets, k=k, exclude=sorted(skip))
+            info.update(method="popularity within facets", exact=True)
+            out = self._rec_frame(
+                run,
+                pop["isbn"].to_list(),
+                pop["score"].to_list(),
+                "popularity_fallback",
+                "popular_books",
+                picks,
+            )
+            return out, info
+        return self._rec_frame(run, top, values, "model", run["model"], picks), info
+
+    def _warm_fold_in(self, run: Mapping[str, Any]) -> None:
+        """What POST /api/v1/recommendations reads for a run, loaded before DuckDB's memory is
+        capped (the item-item weights are millions of rows at Book-Crossing size)."""
+        if run["model"] == "popularity":
+            self._global_ranking(run["run_id"])
+        elif run["has_item_embeddings"]:
+            self._run_params(run["run_id"])
+            if run["model"] == "als":
+                self._als_gram(run["run_id"])
+        else:
+            self._item_weights(run["run_id"])
+
+    def _fold_scores(
+        self, run: Mapping[str, Any], picks: list[str], info: dict[str, Any]
+    ) -> tuple[np.ndarray | None, np.ndarray | None, list[str]]:
+        """(item ISBNs, the new reader's scores over them, the picks the run knows) for a run."""
+        from engine import foldin
+
+        run_id, name = run["run_id"], run["model"]
+        if name == "popularity":
+            ranking = self._global_ranking(run_id)
+            info.update(method="popularity ranking", exact=True)
+            return ranking["isbn"].to_numpy(), ranking["score"].to_numpy(), list(picks)
+        weights = self._item_weights(run_id)
+        if weights is not None:
+            ids, row, w = weights
+            used = [i for i in picks if i in row]
+            info.update(
+                method="sum of the picked books' rows of the item-item weights",
+                exact=name in foldin.EXACT_MODELS,
+            )
+            if not used:
+                return None, None, []
+            at = np.array([row[i] for i in used], dtype=np.int64)
+            info["exact"] = foldin.rows_complete(w, at, name)
+            return ids, foldin.item_scores(w, at), used
+        if run["has_item_embeddings"]:
+            items = self._item_vectors(run_id)
+            used = [i for i in picks if i in items.row]
+            at = np.array([items.row[i] for i in used], dtype=np.int64)
+            params = self._run_params(run_id).get("model", {})
+            if name == "als":
+                reg, alpha = float(params.get("reg", 10.0)), float(params.get("alpha", 40.0))
+                info.update(method=f"ALS user step (reg {reg:g}, alpha {alpha:g})", exact=False)
+                if not used:
+                    return None, None, []
+                vec = foldin.als_user(self._als_gram(run_id), items.raw[at], reg, alpha)
+                return items.isbns, items.raw @ vec.astype(np.float32), used
+            reg = foldin.ridge_reg(items.raw)
+            info.update(method=f"ridge on the picked books' vectors (reg {reg:.3g})", exact=False)
+            if not used:
+                return None, None, []
+            picked = items.raw[at].astype(np.float64)
+            if name == "bpr":  # the last item column is a bias the user meets with a fixed 1
+                vec = foldin.ridge_user(picked[:, :-1], reg, 1.0 - picked[:, -1])
+                vec = np.append(vec, 1.0)
+            else:
+                vec = foldin.ridge_user(picked, reg)
+            return items.isbns, items.raw @ vec.astype(np.float32), used
+        info.update(method="none: the run stored no item weights or vectors", exact=False)
+        return None, None, []
+
+    def health(self) -> dict[str, Any]:
+        """The database and its current runs with their age (the API's /health)."""
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).replace(tzinfo=None)
+        runs = []
+        if self.sizes["model_runs"] > 0 and "item_weights" in self.objects:
+            for r in self.frame("api_health").iter_rows(named=True):
+                done = r["finished_at"]
+                runs.append(
+                    {
+                        **r,
+                        "finished_at": done.isoformat() if done else None,
+                        "age_s": (now - done).total_seconds() if done else None,
+                    }
+                )
+        return {
+            "database": self.path.name,
+            "books": self.sizes["books"],
+            "ratings": self.sizes["ratings"],
+            "runs": runs,
+        }
 
     # ------------------------------------------------------------------ metadata and runs
 

@@ -15,10 +15,11 @@ from engine.evaluate.metrics import full_ranking
 from engine.models import Dataset, build, checkpoint, from_state
 from engine.models.base import model_class, registered
 
-CLASSIC = ["itemknn", "rp3beta", "ease", "als", "bpr"]
+CLASSIC = ["itemknn", "rp3beta", "hybrid", "ease", "als", "bpr"]
 FAST = {
     "itemknn": {"num_threads": 1},
     "rp3beta": {"num_threads": 1},
+    "hybrid": {"num_threads": 1},
     "ease": {"num_threads": 1, "reg": 10.0, "device": "cpu"},
     "als": {"num_threads": 1, "dim": 16, "reg": 0.1, "alpha": 10.0, "device": "cpu"},
     "bpr": {"num_threads": 1, "dim": 16, "lr": 0.05, "epochs": 200, "device": "cpu"},
@@ -136,6 +137,21 @@ def test_itemknn_matches_the_dense_formula(settings: dict) -> None:
     again = build("itemknn", {**settings, "topk": 5, "num_threads": 1})
     again.fit(data)
     assert (again.weights != pruned.weights).nnz == 0
+
+
+def test_top_per_row_keeps_the_k_largest_with_ties_by_lower_column() -> None:
+    """The partition-based row top-k equals a full sort by (row, -value, column), ties included."""
+    from engine.models.itemknn import _top_per_row
+
+    rng = np.random.default_rng(7)
+    n, k = 40, 6
+    r = np.sort(rng.integers(0, n, 3000))
+    c = rng.permutation(3000) % 97  # columns out of order inside a row, as a sparse product gives
+    v = rng.integers(1, 5, 3000).astype(np.float32)  # few distinct values: many ties at the k-th
+    order = np.lexsort((c, -v, r))
+    rank = np.arange(len(r)) - np.searchsorted(r[order], r[order], side="left")
+    expected = np.sort(order[rank < k])
+    assert np.array_equal(np.sort(_top_per_row(r, c, v, n, k)), expected)
 
 
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (0.4, 0.0), (0.7, 0.3)])

@@ -109,6 +109,16 @@ def test_trials_are_stored_and_a_second_run_continues_the_study(planted_db, spy)
     assert fresh.tune_id != first.tune_id and fresh.continued == 0
 
 
+def test_a_new_study_measures_the_defaults_first(planted_db, spy):
+    """Trial 0 is the model's own settings, so the tuned best is never below the defaults."""
+    con, _ = planted_db
+    result = tune.run(con, "spy", tune.TuneSettings(trials=3, seed=4))
+    assert result.trials[0]["params"] == {"weight": SpySettings().weight}
+    assert result.best_value >= result.trials[0]["value"]
+    again = tune.run(con, "spy", tune.TuneSettings(trials=1))  # a continued study: no repeat
+    assert again.trials[-1]["params"] != {"weight": SpySettings().weight}
+
+
 def test_epoch_models_are_pruned_on_their_validation_curve(planted_db, spy, monkeypatch):
     con, _ = planted_db
     monkeypatch.setenv("BOOKREC_SPY_EPOCHS", "6")

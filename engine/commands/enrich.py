@@ -41,10 +41,23 @@ console = Console(stderr=True)
     help="Estimate requests, tokens and cost; send nothing.",
 )
 @click.option(
+    "--batch-api",
+    is_flag=True,
+    default=None,
+    help="Send requests through the OpenAI Batch API (files + batches, ~half price, up to 24 h); "
+    "a rerun resumes polling the stored batches.",
+)
+@click.option(
     "--batch-size", type=click.IntRange(min=1), default=None, help="Books per request (8)."
 )
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=None, help="Requests in flight (8)."
+)
+@click.option(
+    "--vocab",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Your own labels (TOML or CSV: field, label, description) for zero-shot and LLM alike.",
 )
 def enrich(db_path: Path, **flags: object) -> None:
     """Give books a summary and genre/category/theme/tone/audience labels (resumable)."""
@@ -96,9 +109,12 @@ def _report(result: object) -> None:
             f"{head}: dry run, nothing sent; {r.pending:,} books to do, {r.already_current:,} already current"
         )
         if r.provider == "openai":
+            via = f" in {r.est_batches:,} Batch API batches" if r.est_batches else ""
             click.echo(
-                f"  ~{r.est_requests:,} requests, ~{r.est_prompt_tokens:,} prompt + "
-                f"~{r.est_completion_tokens:,} completion tokens, ~${r.est_cost_usd:.4f}"
+                f"  ~{r.est_requests:,} requests{via}, ~{r.est_prompt_tokens:,} prompt + "
+                f"~{r.est_completion_tokens:,} completion tokens, ~${r.est_cost_usd:.4f} "
+                "(prices: [enrich] price_input_per_mtok / price_output_per_mtok"
+                + (" x batch_price_factor)" if via else ")")
             )
         return
     if not r.pending:
@@ -114,9 +130,28 @@ def _report(result: object) -> None:
             f"  {s.requests:,} requests ({s.retries:,} retries), {s.prompt_tokens:,} prompt + "
             f"{s.completion_tokens:,} completion tokens, ~${s.cost_usd:.4f}"
         )
+    if r.batch is not None:
+        _report_batch(r.batch)
     if s.failed:
         click.echo(
             "  failed books are listed in the enrichment_failures table; rerun to try them again"
+        )
+
+
+def _report_batch(b: dict) -> None:
+    click.echo(
+        f"  batch API: {b['submitted']:,} submitted, {b['resumed']:,} resumed, "
+        f"{b['completed']:,} completed, {b['expired']:,} expired "
+        f"({b['resubmitted']:,} books resubmitted), {b['failed']:,} failed; lines "
+        f"{b['lines_ok']:,} ok, {b['lines_failed']:,} errors, {b['lines_missing']:,} missing; "
+        f"{b['retried_live']:,} books retried live, {b['left_for_next_run']:,} left for the next run"
+    )
+    for err in b["errors"]:
+        click.echo(f"  batch failed: {err}")
+    if b["still_open"]:
+        click.echo(
+            f"  {b['still_open']:,} batches still running (batch_max_wait reached); "
+            "rerun `bookrec enrich --batch-api` to resume polling them"
         )
 
 

@@ -41,7 +41,7 @@ def summary_tables(result: IngestResult) -> list[Table]:
         files.add_row(
             src,
             f["name"],
-            f"{f['format']} {f['delimiter']!r}",
+            f"{f['format']} {f['delimiter']!r}" if f["delimiter"] else f["format"],
             f["encoding"],
             f"{c['read']:,}",
             f"{c['loaded']:,}",

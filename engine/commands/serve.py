@@ -27,6 +27,8 @@ class ServeSettings:
     port: int = 8050
     workers: int = 0
     threads: int = 4
+    # the JSON API's bearer token: required when host is not loopback (never printed or logged)
+    api_token: str = dataclasses.field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
@@ -56,6 +58,15 @@ def _check_debug(host: str) -> None:
             f"--debug serves Flask's debugger, which runs code sent to it, so it listens on "
             f"loopback only, not on {host}",
             hint="Drop --host (127.0.0.1 is the default) or drop --debug",
+        )
+
+
+def _check_token(host: str, token: str) -> None:
+    if not is_loopback(host) and not token:
+        raise ConfigError(
+            f"the JSON API would answer anyone who can reach {host}: give it a token",
+            hint="Pass --api-token TOKEN (or [serve] api_token / BOOKREC_SERVE_API_TOKEN), "
+            "or drop --host (127.0.0.1 is the default)",
         )
 
 
@@ -92,6 +103,12 @@ def _check_port(host: str, port: int) -> None:
     "--threads", default=None, type=click.IntRange(1, 64), help="Threads per worker.  [default: 4]"
 )
 @click.option(
+    "--api-token",
+    default=None,
+    help="Bearer token the JSON API (/api/v1) requires; needed when --host is not loopback "
+    "(also [serve] api_token or BOOKREC_SERVE_API_TOKEN).",
+)
+@click.option(
     "--debug",
     is_flag=True,
     help="Flask's development server and debugger in this process, with Dash's error overlay in "
@@ -103,29 +120,44 @@ def serve(
     port: int | None,
     workers: int | None,
     threads: int | None,
+    api_token: str | None,
     debug: bool,
 ) -> None:
     """Start the dashboard (http://127.0.0.1:8050 by default); the database is opened read-only."""
     settings = config.load_settings(
-        ServeSettings, "serve", {"host": host, "port": port, "workers": workers, "threads": threads}
+        ServeSettings,
+        "serve",
+        {
+            "host": host,
+            "port": port,
+            "workers": workers,
+            "threads": threads,
+            "api_token": api_token,
+        },
     )
     if debug:
         _check_debug(settings.host)
+    _check_token(settings.host, settings.api_token)
     _check_port(settings.host, settings.port)
     # a missing or stale database fails here, in one line, before the server starts
     db.connect(db_path, read_only=True).close()
     if not debug:
-        from app.server import command, thread_env  # gunicorn and the app load in the new process
+        from app.server import API_TOKEN_VAR, command, thread_env  # loaded in the new process
 
         argv = command(db_path, settings.host, settings.port, settings.processes, settings.threads)
-        os.execve(argv[0], argv, thread_env(settings.processes))
+        env = thread_env(settings.processes)
+        env.pop(API_TOKEN_VAR, None)
+        if settings.api_token:
+            env[API_TOKEN_VAR] = settings.api_token  # the environment, not argv (ps shows argv)
+        os.execve(argv[0], argv, env)
     from app.main import create_app  # the dashboard's imports (dash, plotly) stay out of the engine
 
     start = time.perf_counter()
-    app = create_app(db_path, warm=True, debug=True)
+    app = create_app(db_path, warm=True, debug=True, api_token=settings.api_token or None)
     click.echo(
         f"bookrec: {db_path} loaded in {time.perf_counter() - start:.1f} s; "
-        f"dashboard on http://{settings.host}:{settings.port} (debug server; Ctrl+C to stop)"
+        f"dashboard on http://{settings.host}:{settings.port} (debug server; Ctrl+C to stop); "
+        f"JSON API on http://{settings.host}:{settings.port}/api/v1 (docs /api/v1/docs)"
     )
     # Dash's dev tools are on already (create_app); Dash.run would set them up a second time
     app.server.run(

@@ -67,6 +67,41 @@ def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     return None
 
 
+def request_body(
+    model: str,
+    messages: list[dict[str, str]],
+    mode: str,
+    max_tokens: int,
+    temperature: float | None,
+) -> dict[str, Any]:
+    """The chat-completions request body: sent live, or as the `body` of one Batch API JSONL line."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "response_format": response_format(mode),
+        "max_tokens": max_tokens,
+    }
+    if temperature is not None:
+        body["temperature"] = temperature
+    return body
+
+
+def parse_completion(body: Any) -> tuple[str | None, str | None, int | None, int | None]:
+    """(text, finish_reason, prompt_tokens, completion_tokens) of a chat completion's JSON body.
+
+    ValueError when it holds no choices[0].message (live replies and Batch API output lines alike).
+    """
+    try:
+        choice = body["choices"][0]
+        text = choice["message"].get("content")
+        finish = choice.get("finish_reason")
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ValueError("response has no choices[0].message") from None
+    usage = body.get("usage") if isinstance(body, dict) else None
+    usage = usage if isinstance(usage, dict) else {}
+    return text, finish, usage.get("prompt_tokens"), usage.get("completion_tokens")
+
+
 class LLMClient:
     """Async chat completions against any OpenAI-compatible server, structured output when it can.
 
@@ -114,13 +149,8 @@ class LLMClient:
         mode = self.mode
         start = time.perf_counter()
         try:
-            extra = {} if self.temperature is None else {"temperature": self.temperature}
             raw = await self._client.chat.completions.with_raw_response.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                response_format=response_format(mode),  # type: ignore[arg-type]
-                max_tokens=max_tokens,
-                **extra,
+                **request_body(self.model, messages, mode, max_tokens, self.temperature)
             )
             headers = dict(raw.headers.items())
             body = json.loads(raw.http_response.text)
@@ -142,27 +172,12 @@ class LLMClient:
             ) from None
         latency = time.perf_counter() - start
         try:
-            choice = body["choices"][0]
-            text = choice["message"].get("content")
-            finish = choice.get("finish_reason")
-        except (KeyError, IndexError, TypeError, AttributeError):
+            text, finish, prompt_tokens, completion_tokens = parse_completion(body)
+        except ValueError as exc:
             raise RequestFailed(
-                "response has no choices[0].message",
-                retryable=True,
-                headers=headers,
-                latency_s=latency,
+                str(exc), retryable=True, headers=headers, latency_s=latency
             ) from None
-        usage = body.get("usage") if isinstance(body, dict) else None
-        usage = usage if isinstance(usage, dict) else {}
-        return Completion(
-            text,
-            finish,
-            usage.get("prompt_tokens"),
-            usage.get("completion_tokens"),
-            headers,
-            latency,
-            mode,
-        )
+        return Completion(text, finish, prompt_tokens, completion_tokens, headers, latency, mode)
 
     def _status_failure(
         self, exc: openai.APIStatusError, mode: str, latency: float

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -78,6 +78,15 @@ class _Book:
     partial_fields: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Asked:
+    """What earlier requests did for one book: attempts spent and a first answer with empty fields."""
+
+    attempts: int
+    partial: BookLabels | None = None
+    partial_fields: list[str] = field(default_factory=list)
+
+
 @dataclass
 class _Outcome:
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -131,8 +140,11 @@ class Scheduler:
         progress: Callable[[Stats], None] | None = None,
         rate_limit_wait: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        first_request_no: int = 1,
+        vocabulary: Any = None,  # engine.enrich.vocab.Vocabulary: a user's allowed labels
     ):
         self.client, self.budget, self.sink = client, budget, sink
+        self.vocabulary = vocabulary
         self.batch_size, self.concurrency, self.max_attempts = batch_size, concurrency, max_attempts
         self.backoff_base, self.backoff_max = backoff_base, backoff_max
         self.rate_limit_wait = (
@@ -147,7 +159,7 @@ class Scheduler:
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._open = 0  # books not yet in an end state
         self._finished = asyncio.Event()
-        self._request_no = 0
+        self._request_no = first_request_no - 1  # request_no is unique per run (batch lines first)
         self._slots = asyncio.Semaphore(concurrency)  # requests in flight
         self._throttled_since: float | None = None  # first 429 since the last other reply
         self._stopping = False  # a worker died (fatal API error, sink error): start no request
@@ -162,9 +174,19 @@ class Scheduler:
             backoff_log_level=logging.DEBUG,
         )(self._try)
 
-    async def run(self, books: list[BookRef]) -> Stats:
-        """Enrich `books`; returns totals. A sink or hook exception aborts the run (committed work stays)."""
-        self._books = {b.isbn: _Book(b) for b in books}
+    async def run(self, books: list[BookRef], history: Mapping[str, Asked] | None = None) -> Stats:
+        """Enrich `books`; returns totals. A sink or hook exception aborts the run (committed work stays).
+
+        `history` carries what earlier requests for a book already did (the Batch API's answer):
+        attempts spent, and a first answer with empty fields to complete, as if asked here.
+        """
+        history = history or {}
+        self._books = {}
+        for b in books:
+            h = history.get(b.isbn)
+            self._books[b.isbn] = (
+                _Book(b, h.attempts, h.partial, list(h.partial_fields)) if h else _Book(b)
+            )
         self.stats.books = self._open = len(self._books)
         isbns = list(self._books)
         for i in range(0, len(isbns), self.batch_size):
@@ -227,8 +249,8 @@ class Scheduler:
     async def _request(self, job: _Job) -> tuple[_Outcome, dict[str, Any]]:
         pairs = [(str(n + 1), self._books[i].ref) for n, i in enumerate(job.isbns)]
         ids = {str(n + 1): i for n, i in enumerate(job.isbns)}
-        messages = prompt.build_messages(pairs)
-        est_prompt, est_out = prompt.estimate_request(pairs)
+        messages = prompt.build_messages(pairs, self.vocabulary)
+        est_prompt, est_out = prompt.estimate_request(pairs, self.vocabulary)
         await self.budget.acquire(est_prompt + est_out)
         for isbn in job.isbns:
             self._books[isbn].attempts += 1

@@ -44,9 +44,22 @@ class EnrichSettings:
     price_input_per_mtok: float = 0.15  # USD per million prompt tokens (gpt-4o-mini list price)
     price_output_per_mtok: float = 0.60
     seed: int = 0  # for backoff jitter
+    # --batch-api: JSONL through the Files API, one Batch API batch per file (resumable, cheaper)
+    batch_api: bool = False
+    batch_max_requests: int = 50_000  # requests (JSONL lines) per batch: the API's cap
+    batch_max_bytes: int = 190_000_000  # bytes per JSONL input file (the API takes up to 200 MB)
+    batch_poll_interval: float = 30.0  # seconds between two status checks of the open batches
+    batch_max_wait: float = 0.0  # seconds to poll before leaving batches running (0: until done)
+    batch_price_factor: float = 0.5  # Batch API price = this x the live prices above
+    # books a batch left unanswered (error/missing lines, ids missing from a reply, empty fields):
+    # "live" sends them through the live path now; "next-run" records them in enrichment_failures
+    # and the next run submits them in a new batch
+    batch_retry: Literal["live", "next-run"] = "live"
     zs_batch_size: int = 256  # zero-shot: texts per encoder batch
     zs_threads: int = 0  # zero-shot: torch threads (0 = torch's default)
     zs_chunk: int = 8192  # zero-shot: books labelled and committed together
+    # a user's taxonomy (TOML or CSV: field, label, description), for both providers; None: defaults
+    vocab: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "concurrency", "max_attempts", "zs_batch_size", "zs_chunk"):
@@ -54,6 +67,14 @@ class EnrichSettings:
                 raise ValueError(f"{name} must be at least 1")
         if self.limit is not None and self.limit < 0:
             raise ValueError("limit must be >= 0")
+        if self.batch_max_requests < 1 or self.batch_max_bytes < 1:
+            raise ValueError("batch_max_requests and batch_max_bytes must be at least 1")
+        if self.batch_poll_interval < 0 or self.batch_max_wait < 0 or self.batch_price_factor < 0:
+            raise ValueError(
+                "batch_poll_interval, batch_max_wait and batch_price_factor must be >= 0"
+            )
+        if self.batch_retry not in ("live", "next-run"):
+            raise ValueError("batch_retry must be live or next-run")
         if self.rate_limit_wait < 0:
             raise ValueError("rate_limit_wait must be >= 0 seconds (0: 10 x backoff_max)")
 
@@ -70,6 +91,12 @@ class EnrichSettings:
     def resolved_model(self, provider: str) -> str:
         """The model name for `provider` when none is set."""
         return self.model or (DEFAULT_LLM_MODEL if provider == "openai" else DEFAULT_ZS_MODEL)
+
+    def vocabulary(self):  # -> engine.enrich.vocab.Vocabulary (imported lazily)
+        """The label vocabulary: `vocab` loaded (a ConfigError when malformed), else the defaults."""
+        from engine.enrich import vocab
+
+        return vocab.load_vocab(self.vocab) if self.vocab else vocab.DEFAULT
 
     def public(self) -> dict[str, Any]:
         """Settings safe to store or print (no API key)."""

@@ -23,6 +23,8 @@ _ROW_SCHEMA = {
     "empty_reason": pl.Utf8,
 }
 _INCOMING = "_enrich_incoming"  # the name sql/queries/enrich.sql reads new rows from
+_CONFIDENCE = "_enrich_confidence"  # ... and new label confidences from
+_CONF_SCHEMA = {"isbn": pl.Utf8, "field": pl.Utf8, "label": pl.Utf8, "confidence": pl.Float32}
 
 
 def pending_books(
@@ -51,14 +53,30 @@ def pending_books(
 
 
 def rows_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
-    """book_enrichment rows (as dicts) as a typed frame."""
-    return pl.DataFrame(rows, schema=_ROW_SCHEMA)
+    """book_enrichment rows (as dicts) as a typed frame (a row's `confidence` goes elsewhere)."""
+    return pl.DataFrame([{k: r.get(k) for k in _ROW_SCHEMA} for r in rows], schema=_ROW_SCHEMA)
+
+
+def confidence_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """(isbn, field, label, confidence) from rows carrying `confidence`: {field: [one per label]}."""
+    out = [
+        (r["isbn"], f, label, float(c))
+        for r in rows
+        for f, confs in (r.get("confidence") or {}).items()
+        for label, c in zip(r.get(f) or [], confs, strict=True)
+    ]
+    return pl.DataFrame(out, schema=_CONF_SCHEMA, orient="row")
 
 
 def write_rows(
-    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, source: str, prompt_version: str
+    con: duckdb.DuckDBPyConnection,
+    frame: pl.DataFrame,
+    source: str,
+    prompt_version: str,
+    confidence: pl.DataFrame | None = None,
 ) -> None:
-    """Upsert enrichment rows and clear their failure records; call inside a transaction."""
+    """Upsert enrichment rows (and their label confidences, old ones dropped) and clear their
+    failure records; call inside a transaction."""
     if frame.is_empty():
         return
     con.register(_INCOMING, frame.to_arrow())
@@ -68,6 +86,13 @@ def write_rows(
             con, "enrich_insert_incoming", {"source": source, "prompt_version": prompt_version}
         )
         db.execute(con, "enrich_clear_failures")
+        db.execute(con, "enrich_delete_confidence")
+        if confidence is not None and not confidence.is_empty():
+            con.register(_CONFIDENCE, confidence.to_arrow())
+            try:
+                db.execute(con, "enrich_insert_confidence")
+            finally:
+                con.unregister(_CONFIDENCE)
     finally:
         con.unregister(_INCOMING)
 
@@ -100,12 +125,28 @@ class DuckSink:
         request: dict[str, Any] | None,
     ) -> None:
         """Write one batch's outcome atomically."""
+        self.commit_many(rows, failures, [request] if request is not None else [])
+
+    def commit_many(
+        self,
+        rows: list[dict[str, Any]],
+        failures: list[dict[str, Any]],
+        requests: list[dict[str, Any]],
+        then: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+    ) -> None:
+        """Write the outcome of several requests (a Batch API output file) and `then` in one transaction."""
         base = {"source": self.source, "prompt_version": self.prompt_version, "run_id": self.run_id}
         with db.transaction(self.con):
-            write_rows(self.con, rows_frame(rows), self.source, self.prompt_version)
+            write_rows(
+                self.con,
+                rows_frame(rows),
+                self.source,
+                self.prompt_version,
+                confidence_frame(rows),
+            )
             for fail in failures:
                 db.execute(self.con, "enrich_record_failure", {**base, **fail})
-            if request is not None:
+            for request in requests:
                 db.execute(
                     self.con,
                     "enrich_record_request",
@@ -120,9 +161,12 @@ class DuckSink:
                         "tokens_estimated": False,
                         "cost_usd": 0.0,
                         "latency_ms": None,
+                        "batch_id": None,
                         **request,
                     },
                 )
+            if then is not None:
+                then(self.con)
         self.commits += 1
         if self.on_commit:
             self.on_commit(self.commits)

@@ -1,9 +1,19 @@
-"""Curated label vocabularies for the offline zero-shot labeller: label -> short description."""
+"""Label vocabularies: bookrec's curated defaults (label -> short description) and a user's own
+taxonomy read from a TOML or CSV file (`bookrec enrich --vocab FILE`), shared by the zero-shot
+labeller (the label set it scores) and the LLM prompt (the labels it may answer with)."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine.errors import ConfigError
 
 # Genre names include the sample generator's planted genres exactly (Mystery ... Poetry).
 GENRE: dict[str, str] = {
@@ -53,6 +63,15 @@ GENRE: dict[str, str] = {
     "War": "war fiction and military history, soldiers, battles and combat",
     "Nature": "nature writing, animals, wildlife, birds and the environment",
     "Spirituality": "spirituality, meditation, the soul, new age and mindfulness",
+    # Shelves every real bookshop has (added with the bookcover30 yardstick, issue 12)
+    "Christian": "Christian faith, the Bible, Jesus, church, devotionals and prayer",
+    "Law": "law, legal practice, courts, contracts and lawyers",
+    "Medicine": "medicine, clinical practice, nursing, anatomy and medical textbooks",
+    "Engineering": "engineering, mechanics, electronics, construction, cars and aviation",
+    "Mathematics": "mathematics, algebra, calculus, geometry and statistics",
+    "Test Preparation": "test preparation and exam study guides: SAT, GRE, GMAT, practice tests",
+    "Calendars": "a wall or desk calendar for the year with monthly pictures, a planner",
+    "Entertainment": "entertainment, puzzles, games, television, movies and pop culture",
 }
 
 CATEGORY: dict[str, str] = {
@@ -145,13 +164,213 @@ VOCABULARIES: dict[str, dict[str, str]] = {
 }
 
 
-def label_texts(field: str) -> tuple[list[str], list[str]]:
-    """(labels, texts to embed) for one field: 'Label: description'."""
-    vocab = VOCABULARIES[field]
-    labels = list(vocab)
-    return labels, [f"{label}: {desc}" for label, desc in vocab.items()]
+FIELDS = tuple(VOCABULARIES)
+MAX_LABELS_PER_FIELD = 500  # a taxonomy, not a word list; bounds prompt size and scoring cost
+MAX_LABEL_CHARS = 60  # as engine.enrich.schema.MAX_LABEL_CHARS
+MAX_DESCRIPTION_CHARS = 300
 
 
-def vocab_hash() -> str:
+@dataclass(frozen=True)
+class Vocabulary:
+    """Labels per field, each with a description ('' when none); `custom` names the fields a file set."""
+
+    fields: Mapping[str, Mapping[str, str]]
+    custom: tuple[str, ...] = ()
+    source: str = "default"
+
+    def labels(self, field: str) -> list[str]:
+        """The field's labels in file order."""
+        return list(self.fields[field])
+
+    def description(self, field: str, label: str) -> str:
+        """The label's description, '' when it has none."""
+        return self.fields[field][label]
+
+    def hash(self) -> str:
+        """A short hash of every label and description (part of the zero-shot and LLM prompt versions)."""
+        blob = json.dumps({f: dict(v) for f, v in self.fields.items()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
+DEFAULT = Vocabulary(VOCABULARIES)
+
+
+def label_texts(field: str, vocabulary: Vocabulary = DEFAULT) -> tuple[list[str], list[str]]:
+    """(labels, texts to embed) for one field: 'Label: description' (or the bare label)."""
+    labels = vocabulary.labels(field)
+    return labels, [
+        f"{label}: {desc}" if (desc := vocabulary.description(field, label)) else label
+        for label in labels
+    ]
+
+
+def vocab_hash(vocabulary: Vocabulary = DEFAULT) -> str:
     """A short hash of every vocabulary, so edits re-label books (part of the prompt version)."""
-    return hashlib.sha256(json.dumps(VOCABULARIES, sort_keys=True).encode()).hexdigest()[:8]
+    return vocabulary.hash()
+
+
+def load_vocab(path: str | Path) -> Vocabulary:
+    """A user's taxonomy from TOML or CSV; fields the file does not name keep bookrec's defaults.
+
+    TOML: one table per field, `label = "description"` (or `label = {description = "..."}`, or a
+    list of labels without descriptions: `genre = ["Mystery", "Poetry"]`).
+    CSV: a header with `field,label` and optionally `description`, one label per row.
+    Anything malformed raises one ConfigError naming the file (and line or key).
+    """
+    p = Path(path)
+    where = str(p)
+    if not p.is_file():
+        raise ConfigError(
+            "vocabulary file not found", where=where, hint="Pass a .toml or .csv file"
+        )
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "vocabulary file is not UTF-8 text", where=where, hint="Save it as UTF-8"
+        ) from None
+    suffix = p.suffix.lower()
+    if suffix == ".toml":
+        parsed = _from_toml(text, where)
+    elif suffix in (".csv", ".tsv", ".txt"):
+        parsed = _from_csv(text, where, "\t" if suffix == ".tsv" else None)
+    else:
+        raise ConfigError(
+            f"unknown vocabulary file type {p.suffix or '(none)'!r}",
+            where=where,
+            hint="Use a .toml or .csv file",
+        )
+    if not parsed:
+        raise ConfigError(
+            "vocabulary file holds no labels",
+            where=where,
+            hint=f"Give labels for at least one of: {', '.join(FIELDS)}",
+        )
+    fields = {f: parsed.get(f, VOCABULARIES[f]) for f in FIELDS}
+    return Vocabulary(fields, tuple(f for f in FIELDS if f in parsed), source=p.name)
+
+
+def _field_name(raw: object, where: str) -> str:
+    name = str(raw).strip().lower()
+    if name not in VOCABULARIES:
+        raise ConfigError(
+            f"unknown field {str(raw)!r} in vocabulary",
+            where=where,
+            hint=f"Fields: {', '.join(FIELDS)}",
+        )
+    return name
+
+
+def _add(
+    out: dict[str, dict[str, str]], field: str, label: object, desc: object, where: str
+) -> None:
+    if not isinstance(label, str) or not label.strip():
+        raise ConfigError("empty label in vocabulary", where=where, hint="Every label needs a name")
+    if desc is None:
+        desc = ""
+    if not isinstance(desc, str):
+        raise ConfigError(
+            f"description of {label!r} is not text", where=where, hint='Write label = "description"'
+        )
+    name = " ".join(label.split())
+    if len(name) > MAX_LABEL_CHARS:
+        raise ConfigError(
+            f"label {name[:40]!r}... is longer than {MAX_LABEL_CHARS} characters",
+            where=where,
+            hint="Labels are short names; put the rest in the description",
+        )
+    labels = out.setdefault(field, {})
+    if name.lower() in {k.lower() for k in labels}:
+        raise ConfigError(
+            f"label {name!r} appears twice in field {field}", where=where, hint="Keep one of them"
+        )
+    if len(labels) >= MAX_LABELS_PER_FIELD:
+        raise ConfigError(
+            f"more than {MAX_LABELS_PER_FIELD} labels in field {field}",
+            where=where,
+            hint="Merge labels into fewer shelves",
+        )
+    labels[name] = " ".join(desc.split())[:MAX_DESCRIPTION_CHARS]
+
+
+def _from_toml(text: str, where: str) -> dict[str, dict[str, str]]:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"vocabulary file is not valid TOML: {exc}", where=where, hint="Fix the TOML syntax"
+        ) from None
+    out: dict[str, dict[str, str]] = {}
+    for raw_field, value in data.items():
+        field = _field_name(raw_field, where)
+        at = f"{where}: [{raw_field}]"
+        if isinstance(value, list):
+            items = [(label, "") for label in value]
+        elif isinstance(value, dict):
+            items = []
+            for label, desc in value.items():
+                if isinstance(desc, dict):
+                    unknown = set(desc) - {"description"}
+                    if unknown:
+                        raise ConfigError(
+                            f"unknown key {sorted(unknown)[0]!r} for label {label!r}",
+                            where=at,
+                            hint="A label table holds only description",
+                        )
+                    desc = desc.get("description", "")
+                items.append((label, desc))
+        else:
+            raise ConfigError(
+                f"field {raw_field!r} must be a table of labels or a list",
+                where=where,
+                hint=f'Write [{field}] then label = "description" lines',
+            )
+        for label, desc in items:
+            _add(out, field, label, desc, at)
+        if not items:
+            raise ConfigError(
+                f"field {raw_field!r} has no labels", where=where, hint="Add labels or drop it"
+            )
+    return out
+
+
+def _from_csv(text: str, where: str, delimiter: str | None) -> dict[str, dict[str, str]]:
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise ConfigError(
+            "vocabulary CSV is empty", where=where, hint="Start with a field,label header"
+        )
+    if delimiter is None:
+        delimiter = ";" if lines[0].count(";") > lines[0].count(",") else ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip().lower() for h in next(reader)]
+    if "field" not in header or "label" not in header:
+        raise ConfigError(
+            "vocabulary CSV needs a header with field and label columns (description optional)",
+            where=f"{where}: line 1",
+            hint="e.g. field,label,description",
+        )
+    unknown = [h for h in header if h not in ("field", "label", "description")]
+    if unknown:
+        raise ConfigError(
+            f"unknown column {unknown[0]!r} in vocabulary CSV",
+            where=f"{where}: line 1",
+            hint="Columns: field, label, description",
+        )
+    i_field, i_label = header.index("field"), header.index("label")
+    i_desc = header.index("description") if "description" in header else None
+    out: dict[str, dict[str, str]] = {}
+    for row in reader:
+        at = f"{where}: line {reader.line_num}"
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) > len(header) or len(row) < 2:
+            raise ConfigError(
+                f"expected {len(header)} columns, found {len(row)}",
+                where=at,
+                hint="Quote values that hold the delimiter",
+            )
+        row = row + [""] * (len(header) - len(row))
+        field = _field_name(row[i_field], at)
+        _add(out, field, row[i_label], row[i_desc] if i_desc is not None else "", at)
+    return out

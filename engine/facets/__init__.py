@@ -192,6 +192,15 @@ def run(
     return {"status": "done", "fingerprint": fp, **summary}
 
 
+def name_check(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """Facets whose name is not the most common raw label inside them (empty when all is well)."""
+    from engine.facets.normalise import misnamed_facets
+
+    labels = clean_labels(db.query(con, "facets_book_labels"))
+    mapping = db.fetch(con, "SELECT field, raw_label, label FROM facet_labels")
+    return misnamed_facets(labels, mapping)
+
+
 def encoder_label(settings: FacetSettings, encoder: Encoder | None) -> str:
     """The model name recorded with the run; injected encoders (tests) are named as such."""
     return (

@@ -301,3 +301,34 @@ def book_facets(labels: pl.DataFrame, mappings: dict[str, pl.DataFrame]) -> pl.D
     return (
         pl.concat(parts).select("isbn", "field", "label").unique().sort(["isbn", "field", "label"])
     )
+
+
+def misnamed_facets(labels: pl.DataFrame, mapping: pl.DataFrame) -> pl.DataFrame:
+    """Facets whose name is not the most common raw label inside them (should be empty).
+
+    `labels`: clean_labels output (isbn, field, raw_label, key); `mapping`: facet_labels rows
+    (field, raw_label, label). A facet's raw labels are counted by distinct books per case-folded
+    label; the facet's name must be (a surface form of) one with the highest count.
+    Returns (field, label, top_raw_label, top_books, name_books) per offending facet.
+    """
+    counted = (
+        labels.join(mapping.select("field", "raw_label", "label"), on=["field", "raw_label"])
+        .group_by("field", "label", "key")
+        .agg(pl.col("isbn").n_unique().alias("n_books"))
+    )
+    top = (
+        counted.sort(["n_books", "key"], descending=[True, False])
+        .group_by("field", "label", maintain_order=True)
+        .agg(
+            pl.col("key").first().alias("top_raw_label"), pl.col("n_books").max().alias("top_books")
+        )
+    )
+    named = counted.filter(pl.col("key") == pl.col("label").str.to_lowercase()).select(
+        "field", "label", pl.col("n_books").alias("name_books")
+    )
+    return (
+        top.join(named, on=["field", "label"], how="left")
+        .with_columns(pl.col("name_books").fill_null(0))
+        .filter(pl.col("name_books") < pl.col("top_books"))
+        .sort("field", "label")
+    )

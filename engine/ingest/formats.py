@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ OPTIONAL: dict[str, tuple[str, ...]] = {
 _DELIMITERS = (";", ",", "\t", "|")
 _SNIFF_BYTES = 1 << 16
 _NON_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # what bytes.strip() removes
+PARQUET_MAGIC = b"PAR1"  # a Parquet file starts (and, when whole, ends) with these bytes
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ class FileFormat:
 
     source: str  # books | users | ratings
     path: Path
-    format: str  # bx2004 | kaggle | split
-    dialect: str  # "bx": every value quoted, backslash escapes; "csv": RFC 4180
+    format: str  # bx2004 | kaggle | split | parquet
+    dialect: str  # "bx": every value quoted, backslash escapes; "csv": RFC 4180; "parquet"
     delimiter: str
     encoding: str  # utf-8 | cp1252
     columns: tuple[str | None, ...]  # canonical name per header position (None: ignored column)
@@ -132,10 +134,57 @@ def _first_line(data: bytes) -> bytes:
     return (data if end < 0 else data[:end]).rstrip(b"\r")
 
 
+def is_parquet(data: bytes) -> bool:
+    """True for the bytes of a Parquet file (recognised by content, whatever the file is called)."""
+    return data[:4] == PARQUET_MAGIC
+
+
+def parquet_columns(source: str, path: Path, data: bytes) -> tuple[list[str], int]:
+    """(column names, rows) of a Parquet file; FormatError when it cannot be read."""
+    import pyarrow.parquet as pq
+
+    try:
+        meta = pq.ParquetFile(io.BytesIO(data)).metadata
+        names = [meta.schema.column(i).path.split(".")[0] for i in range(meta.num_columns)]
+    except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for damaged files
+        raise FormatError(
+            f"cannot read {source} Parquet file: {str(exc).splitlines()[0][:120]}",
+            where=str(path),
+        ) from None
+    return list(dict.fromkeys(names)), meta.num_rows
+
+
+def _sniff_parquet(source: str, path: Path, data: bytes) -> FileFormat:
+    """A Parquet input: columns named as in the CSVs (the same alias map), any column types."""
+    names, rows = parquet_columns(source, path, data)
+    columns = [canonical(n) for n in names]
+    known = [c for c in columns if c]
+    if len(set(known)) != len(known) or not all(r in columns for r in REQUIRED[source]):
+        raise FormatError(
+            f"no recognisable {source} columns in Parquet file: expected "
+            f"{', '.join(REQUIRED[source])}, got {', '.join(names)[:80]!r}",
+            where=str(path),
+            hint="Name the columns as in the Book-Crossing CSVs (e.g. ISBN, Book-Title, User-ID)",
+        )
+    if rows == 0:
+        raise InputFileError(f"{source} Parquet file has no rows", where=str(path))
+    if source == "users" and "location" in columns and {"city", "state", "country"} & set(columns):
+        raise FormatError(
+            "users file has both Location and split location columns", where=str(path)
+        )
+    return FileFormat(source, path, "parquet", "parquet", "", "utf-8", tuple(columns))
+
+
 def sniff(
     source: str, path: Path, data: bytes, wanted: str = "auto", encoding: str = "auto"
 ) -> FileFormat:
-    """Recognise `data` (the file's bytes, BOM removed) as `source`; FormatError if it is not."""
+    """Recognise `data` (the file's bytes, BOM removed) as `source`; FormatError if it is not.
+
+    Parquet files are recognised by their magic bytes; `wanted` and `encoding` describe CSV
+    flavours and do not apply to them.
+    """
+    if is_parquet(data):
+        return _sniff_parquet(source, path, data)
     head = _first_line(data[:_SNIFF_BYTES])
     enc = detect_encoding(data) if encoding == "auto" else encoding
     if enc == "utf-8" and encoding == "utf-8" and detect_encoding(data) != "utf-8":
@@ -204,6 +253,8 @@ def load_bytes(source: str, path: Path) -> bytes:
             f"cannot read {source} file: {exc.strerror}", where=str(path)
         ) from None
     body = strip_bom(data)
+    if is_parquet(body):
+        return data  # rows and columns are checked from its metadata by sniff
     # Search for the first non-blank byte instead of strip(): no copy of a 70 MB file.
     if not _NON_BLANK.search(body):
         raise InputFileError(f"{source} file is empty", where=str(path))

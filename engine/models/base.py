@@ -104,6 +104,12 @@ class Recommender(ABC):
         """Final item vectors [n_items, dim], or None for models without them."""
         return None
 
+    def item_item(self, topk: int) -> sp.csr_matrix | None:
+        """Item x item weights W with score(x) = x W for a reader's binary row x (what fold-in
+        needs to score a new reader, engine/foldin.py), or None when the score is not of that form.
+        Models with a dense W keep its `topk` largest entries per row."""
+        return None
+
     @abstractmethod
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild the fitted model (settings as `config.as_dict`).
@@ -174,6 +180,7 @@ def _load_builtin() -> None:
     import engine.models.als  # noqa: F401
     import engine.models.ease  # noqa: F401
     import engine.models.gfcf  # noqa: F401
+    import engine.models.hybrid  # noqa: F401
     import engine.models.itemknn  # noqa: F401
     import engine.models.lightgcn  # noqa: F401
     import engine.models.ncf  # noqa: F401

@@ -165,6 +165,29 @@ def item_facets(
     return m, names
 
 
+def item_groups(
+    con: duckdb.DuckDBPyConnection, maps: IdMaps, fields: tuple[str, ...] | list[str]
+) -> dict[str, csr_matrix]:
+    """field -> (n_items x n_groups binary CSR): each model item's author or publisher key
+    (sql item_group_keys). Items without a key, and keys only one model item has, get no group."""
+    keys = db.query(con, "item_group_keys")
+    at = maps.item_index(np.array(keys["isbn"].to_list(), dtype=object))
+    out: dict[str, csr_matrix] = {}
+    for name in fields:
+        col = np.array(keys[name].to_list(), dtype=object)
+        keep = (at >= 0) & np.array([v is not None for v in col], dtype=bool)
+        groups, inv, counts = np.unique(
+            col[keep].astype(str), return_inverse=True, return_counts=True
+        )
+        shared = counts[inv] > 1
+        _, cols = np.unique(inv[shared], return_inverse=True)
+        out[name] = csr_matrix(
+            (np.ones(int(shared.sum()), dtype=np.float32), (at[keep][shared], cols)),
+            shape=(maps.n_items, int(cols.max()) + 1 if cols.size else 0),
+        )
+    return out
+
+
 def rating_matrix(rows: pl.DataFrame, maps: IdMaps) -> csr_matrix:
     """CSR of rating values (0 = implicit, kept as an explicit zero entry) for popularity's Bayesian mean."""
     u = maps.user_index(rows["user_id"].to_numpy())

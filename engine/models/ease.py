@@ -208,6 +208,23 @@ class EASE(Recommender):
         out[:, torch.from_numpy(self.keep).to(part.device)] = part
         return out.to(users.device)
 
+    def item_item(self, topk: int) -> sp.csr_matrix | None:
+        """B's `topk` largest weights per row, over all items (items outside top_items: none)."""
+        from engine.foldin import DENSE_MAX_ITEMS, dense_item_item
+
+        if self.weights is None or self.weights.shape[0] > DENSE_MAX_ITEMS:
+            return None
+        b = self.weights.cpu().numpy()
+        w = dense_item_item(lambda r0, r1: b[r0:r1], b.shape[0], topk)
+        if self.keep is None:
+            return w
+        n = self.train.shape[1]
+        lift = sp.csr_matrix(
+            (np.ones(len(self.keep), np.float32), (self.keep, np.arange(len(self.keep)))),
+            shape=(n, len(self.keep)),
+        )
+        return (lift @ w @ lift.T).tocsr()
+
     def state(self) -> dict[str, Any]:
         """Settings, the dense weights, the covered items and the training CSR, all tensors."""
         return {

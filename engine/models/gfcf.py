@@ -296,6 +296,29 @@ class GFCF(Recommender):
             scores = linear.T.contiguous()
         return scores.to(users.device)
 
+    def item_item(self, topk: int) -> sp.csr_matrix | None:
+        """P's `topk` largest entries per row (P = R~^T R~ + alpha ideal low-pass: score = r P)."""
+        from engine.foldin import DENSE_MAX_ITEMS, dense_item_item
+
+        p = self.parts
+        n = p["train"].shape[1]
+        if n > DENSE_MAX_ITEMS:
+            return None
+        self._densify()
+        eye = sp.identity(n, dtype=np.float32, format="csr")
+
+        def rows_of(r0: int, r1: int) -> np.ndarray:
+            if "blocks" in p:
+                return score_dense(p["blocks"], eye[r0:r1]).numpy()
+            linear = p["graph"].gram_rows(eye[r0:r1]).T
+            if self.settings.alpha > 0 and "vt" in p:
+                d_i = _degree_inv_sqrt(p["graph"].item_degree)
+                low = torch.from_numpy(np.ascontiguousarray(p["vt"][:, r0:r1].T * d_i[r0:r1, None]))
+                linear = torch.addmm(linear, low.float(), p["item_low"], alpha=self.settings.alpha)
+            return linear.numpy()
+
+        return dense_item_item(rows_of, n, topk)
+
     def state(self) -> dict[str, Any]:
         """Settings, the training matrix as CSR tensors and the singular vectors (P is re-derived)."""
         vt = self.parts.get("vt")

@@ -225,8 +225,23 @@ class ChebyCF(Recommender):
         return out.to(users.device)
 
     def _score_cpu(self, idx: np.ndarray) -> torch.Tensor:
-        rows = self._pre_train[idx]  # r_u D^-beta, sparse [batch, items]
-        x = sparse_rows_dense_t(self._pre_train, idx)  # the same, dense [items, batch]
+        return self._score_rows(self._pre_train[idx])  # r_u D^-beta, sparse [batch, items]
+
+    def item_item(self, topk: int) -> sp.csr_matrix | None:
+        """The filter's `topk` largest entries per row: the scores of one-book readers (the
+        filter is linear in the reader's row)."""
+        from engine.foldin import DENSE_MAX_ITEMS, dense_item_item
+
+        n = self._pre_train.shape[1]
+        if n > DENSE_MAX_ITEMS:
+            return None
+        pre = sp.diags(self._pre.astype(np.float32)).tocsr()
+        return dense_item_item(lambda r0, r1: self._score_rows(pre[r0:r1]).numpy(), n, topk)
+
+    def _score_rows(self, rows: sp.csr_matrix) -> torch.Tensor:
+        """Filtered scores of readers given by their rows r D^-beta (sparse [batch, items])."""
+        rows = sp.csr_matrix(rows, dtype=np.float32)
+        x = sparse_rows_dense_t(rows, np.arange(rows.shape[0]))  # dense [items, batch]
         if self.plan.residual is None:
             out = chebyshev_filter(self.graph, self._coeffs, x)
         else:

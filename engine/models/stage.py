@@ -16,12 +16,12 @@ import polars as pl
 import scipy.sparse as sp
 import torch
 
-from engine import config, pipeline
+from engine import config, db, pipeline
 from engine.evaluate.metrics import full_ranking
 from engine.evaluate.sampled import sampled_ranking
 from engine.models import checkpoint, runs, split
 from engine.models.base import Dataset, Recommender, build, model_class
-from engine.models.data import IdMaps, item_facets, side_features, to_dataset
+from engine.models.data import IdMaps, item_facets, item_groups, side_features, to_dataset
 from engine.models.trainer import resolve_device
 
 # Models whose score is the inner product of the embeddings they return: recommend() ranks
@@ -208,6 +208,7 @@ def train(
         history=fit.history,
     )
     payload = _payload(model, record, data, maps, settings)
+    weights = item_weights(model, record.run_id, maps)
     record.state_path = _save_state(model, record.run_id, settings, db_path)
     record.finished_at = datetime.now(UTC)
     record.timings = {
@@ -223,6 +224,7 @@ def train(
 
     def bookkeeping(c: duckdb.DuckDBPyConnection) -> None:
         pipeline.record(c, stage_name, fp, params, inputs, summary)
+        write_item_weights(c, weights)
 
     say = getattr(model.settings, "progress", False)
     runs.write_run(
@@ -235,6 +237,22 @@ def train(
     if current is not None and current.state_path and current.state_path != record.state_path:
         Path(current.state_path).unlink(missing_ok=True)  # only current runs are re-evaluated
     return TrainResult(record, info)
+
+
+def item_weights(model: Recommender, run_id: str, maps: IdMaps) -> pl.DataFrame | None:
+    """The run's `item_weights` rows for fold-in (engine/foldin.py), or None for models whose
+    score is not x W (embedding models fold in from their item vectors)."""
+    from engine import foldin
+
+    w = model.item_item(foldin.TOPK)
+    return None if w is None else foldin.weight_frame(run_id, w, maps.isbns)
+
+
+def write_item_weights(con: duckdb.DuckDBPyConnection, weights: pl.DataFrame | None) -> None:
+    """Inside the run's transaction: drop the weights of runs no longer current, add the new."""
+    db.execute(con, "foldin_prune_item_weights")
+    if weights is not None and weights.height:
+        db.append_table(con, "item_weights", weights)
 
 
 def _side_information(model: Recommender) -> tuple[bool, tuple[str, ...]]:
@@ -271,6 +289,9 @@ def dataset_for(
         data.extras["item_facets"], data.extras["facet_names"] = item_facets(
             con, maps, facet_fields
         )
+    groups = tuple(getattr(model, "group_fields", lambda: ())())
+    if groups:
+        data.extras["item_groups"] = item_groups(con, maps, groups)
     return data, maps
 
 

@@ -228,6 +228,19 @@ def _fixed(model_name: str, metric: str) -> dict[str, Any]:
     return out
 
 
+def _defaults(
+    settings: Any, dists: dict[str, optuna.distributions.BaseDistribution]
+) -> dict[str, Any]:
+    """The model's current settings as a trial, where every one lies inside its distribution."""
+    out = {}
+    for p, d in dists.items():
+        value = getattr(settings, p, None)
+        if value is None or not d._contains(d.to_internal_repr(value)):
+            return {}
+        out[p] = value
+    return out
+
+
 def _prior_trials(
     rows: list[dict[str, Any]], dists: dict[str, optuna.distributions.BaseDistribution]
 ) -> list[optuna.trial.FrozenTrial]:
@@ -329,6 +342,10 @@ def run(
         ),
     )
     study.add_trials(_prior_trials(trials, dists))
+    if not trials:  # a new study measures the defaults first: tuning never ends below them
+        defaults = _defaults(probe.settings, dists)
+        if defaults:
+            study.enqueue_trial(defaults)
     started: dict[int, float] = {}
 
     def objective(trial: optuna.Trial) -> float:

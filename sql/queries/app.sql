@@ -196,3 +196,40 @@ FROM tuning_runs ORDER BY updated_at DESC, tune_id;
 -- name: app_tuning_trials
 SELECT number, state, value, params::VARCHAR AS params, best_epoch, seconds
 FROM tuning_trials WHERE tune_id = $tune_id ORDER BY number;
+
+-- ---------------------------------------------------------------- JSON API (issue 13)
+
+-- name: api_item_weight_ids
+-- The books of a run's item-item weights (rows and columns), in ISBN order.
+SELECT isbn FROM (
+    SELECT isbn FROM item_weights WHERE run_id = $run_id
+    UNION SELECT neighbour FROM item_weights WHERE run_id = $run_id
+) ORDER BY isbn;
+
+-- name: api_item_weights
+-- A run's item-item weights as positions into api_item_weight_ids (numbers only are loaded).
+-- The id table is small (a run's books); the weights stream past it (no materialised copy).
+WITH ids AS (
+    SELECT isbn, (row_number() OVER (ORDER BY isbn) - 1)::INTEGER AS i
+    FROM (
+        SELECT isbn FROM item_weights WHERE run_id = $run_id
+        UNION SELECT neighbour FROM item_weights WHERE run_id = $run_id
+    )
+)
+SELECT a.i AS row, b.i AS col, w.weight
+FROM item_weights w JOIN ids a ON a.isbn = w.isbn JOIN ids b ON b.isbn = w.neighbour
+WHERE w.run_id = $run_id;
+
+-- name: api_run_params
+-- The settings a run was trained with (fold-in reads the model's regularisation from them).
+SELECT params::VARCHAR AS params FROM model_runs WHERE run_id = $run_id;
+
+-- name: api_health
+-- Current runs with their age (the API's /health).
+-- finished_at is UTC (naive); the age is computed by the caller.
+-- (a GROUP BY over item_weights holds one row per run: a correlated EXISTS built a hash table of
+-- every weight and ran out of the serving workers' 256 MB DuckDB limit on Book-Crossing)
+SELECT m.model, m.run_id, m.scoring, m.finished_at, w.run_id IS NOT NULL AS has_item_weights
+FROM model_runs m
+LEFT JOIN (SELECT run_id FROM item_weights GROUP BY run_id) w ON w.run_id = m.run_id
+WHERE m.is_current ORDER BY m.model;

@@ -36,9 +36,9 @@ VALUES ($isbn, $source, $prompt_version, $reason, $attempts, $run_id, now());
 -- name: enrich_record_request
 INSERT INTO enrichment_requests
     (run_id, request_no, source, n_books, status, http_status, error, mode,
-     prompt_tokens, completion_tokens, tokens_estimated, cost_usd, latency_ms, created_at)
+     prompt_tokens, completion_tokens, tokens_estimated, cost_usd, latency_ms, batch_id, created_at)
 VALUES ($run_id, $request_no, $source, $n_books, $status, $http_status, $error, $mode,
-        $prompt_tokens, $completion_tokens, $tokens_estimated, $cost_usd, $latency_ms, now());
+        $prompt_tokens, $completion_tokens, $tokens_estimated, $cost_usd, $latency_ms, $batch_id, now());
 
 -- name: enrich_run_usage
 SELECT count(*) AS requests,
@@ -63,3 +63,11 @@ SELECT e.source, e.prompt_version, count(*) AS books,
 FROM book_enrichment e
 GROUP BY e.source, e.prompt_version
 ORDER BY books DESC;
+
+-- name: enrich_delete_confidence
+-- Label confidences of re-enriched books go with their old labels (called before the insert below).
+DELETE FROM book_label_confidence WHERE isbn IN (SELECT isbn FROM _enrich_incoming);
+
+-- name: enrich_insert_confidence
+INSERT INTO book_label_confidence (isbn, field, label, confidence)
+SELECT isbn, field, label, confidence FROM _enrich_confidence;

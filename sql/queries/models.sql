@@ -151,3 +151,12 @@ FROM tuning_trials WHERE tune_id = $tune_id ORDER BY number;
 UPDATE tuning_runs SET updated_at = now(), n_trials = $n_trials, best_trial = $best_trial,
        best_value = $best_value, best_params = $best_params, importance = $importance, seconds = $seconds
 WHERE tune_id = $tune_id;
+
+-- name: item_group_keys
+-- Each book's author and publisher as grouping keys for the hybrid model (engine/models/hybrid.py):
+-- lower case, accents stripped, only letters and digits kept, so "J.R.R. Tolkien" and
+-- "J. R. R. Tolkien" are one author; empty keys are NULL.
+SELECT isbn,
+       nullif(regexp_replace(strip_accents(lower(coalesce(author, ''))), '[^\pL\pN]', '', 'g'), '') AS author,
+       nullif(regexp_replace(strip_accents(lower(coalesce(publisher, ''))), '[^\pL\pN]', '', 'g'), '') AS publisher
+FROM books;
