@@ -9,6 +9,8 @@ from urllib.parse import quote
 import dash_bootstrap_components as dbc
 from dash import dcc, html
 
+from app.data import LOW_CONFIDENCE
+
 PLACEHOLDER = "/assets/cover-placeholder.svg"
 
 
@@ -64,20 +66,27 @@ def facet_badges(
     *,
     shared: Iterable[tuple[str, str]] = (),
     fields: Sequence[str] = ("genre", "tone", "audience", "theme", "category"),
+    confidence: Mapping[tuple[str, str], float] | None = None,
+    low: float = LOW_CONFIDENCE,
 ) -> html.Div:
-    """Facet labels as badges; (field, label) pairs in `shared` are highlighted."""
+    """Facet labels as badges; (field, label) pairs in `shared` are highlighted, labels whose
+    `confidence` is below `low` are pale chips (labels without a confidence count as confident)."""
     marked = set(shared)
+    conf = confidence or {}
     badges = []
     for field in fields:
         for label in facets.get(field) or []:
             on = (field, label) in marked
+            c = conf.get((field, label))
+            pale = c is not None and c < low
+            note = f" · confidence {c:.2f}" + (" (low)" if pale else "") if c is not None else ""
             badges.append(
                 dbc.Badge(
                     label,
                     color="success" if on else "light",
                     text_color=None if on else "dark",
-                    className="me-1 facet-badge",
-                    title=f"{field}{' (shared)' if on else ''}",
+                    className="me-1 facet-badge" + (" facet-low" if pale else ""),
+                    title=f"{field}{' (shared)' if on else ''}{note}",
                 )
             )
     return html.Div(badges, className="facet-badges")
@@ -89,9 +98,14 @@ def book_link(isbn: str, title: str | None) -> dcc.Link:
 
 
 def book_card(
-    row: Mapping[str, Any], *, extra: Any = None, shared: Iterable[tuple[str, str]] = ()
+    row: Mapping[str, Any],
+    *,
+    extra: Any = None,
+    shared: Iterable[tuple[str, str]] = (),
+    confidence: Mapping[tuple[str, str], float] | None = None,
 ) -> dbc.Card:
-    """A compact book card: cover, linked title, author and year, facets, extra lines."""
+    """A compact book card: cover, linked title, author and year, facets (pale when their
+    `confidence` is low), extra lines."""
     facets = {f: row.get(f) for f in ("genre", "tone", "audience", "theme", "category")}
     return dbc.Card(
         dbc.CardBody(
@@ -108,7 +122,9 @@ def book_card(
                                 + (f" · {row['year']}" if row.get("year") else ""),
                                 className="text-muted small",
                             ),
-                            facet_badges(facets, shared=shared) if any(facets.values()) else None,
+                            facet_badges(facets, shared=shared, confidence=confidence)
+                            if any(facets.values())
+                            else None,
                             extra,
                         ],
                         className="ms-3 flex-grow-1 min-w-0",

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from engine import query
 from engine.errors import BookrecError, StageNotReadyError, UnknownEntityError
-from engine.query import FIELDS, SORTABLE, BrowseQuery, Store
+from engine.query import FIELDS, LOW_CONFIDENCE, SORTABLE, BrowseQuery, Store
 
 __all__ = [
     "FIELDS",
+    "LOW_CONFIDENCE",
     "SORTABLE",
     "BookrecError",
     "BrowseQuery",

@@ -26,6 +26,7 @@ import argparse
 import csv
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -40,7 +41,14 @@ sys.path.insert(0, str(ROOT))
 from engine import embed  # noqa: E402
 from engine.enrich import vocab  # noqa: E402
 from engine.enrich.prompt import BookRef  # noqa: E402
-from engine.enrich.zeroshot import RULES, Calibration, ZeroShotLabeller, pick_scored  # noqa: E402
+from engine.enrich.zeroshot import (  # noqa: E402
+    RULES,
+    Calibration,
+    ZeroShotLabeller,
+    calibrate,
+    pick_scored,
+    softmax,
+)
 
 DATA = ROOT.parent / "shared" / "data" / "bookcover30"
 VOCAB_FILE = ROOT / "bench" / "data" / "bookcover30_vocab.toml"
@@ -122,13 +130,17 @@ def load_books(data: Path = DATA, limit: int | None = None) -> tuple[list[BookRe
                 kept.append(r)
         rows = kept[:limit]
     books = [
-        BookRef(r[1].split(".")[0], ftfy.fix_text(r[3]).strip(), ftfy.fix_text(r[4]).strip() or None)
+        BookRef(
+            r[1].split(".")[0], ftfy.fix_text(r[3]).strip(), ftfy.fix_text(r[4]).strip() or None
+        )
         for r in rows
     ]
     return books, [r[6] for r in rows]
 
 
-def accuracy(scores: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> tuple[float, float]:
+def accuracy(
+    scores: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None
+) -> tuple[float, float]:
     """(top-1, top-3) of category scores (books x 30) against category indices."""
     if rows is not None:
         scores, y = scores[rows], y[rows]
@@ -136,7 +148,9 @@ def accuracy(scores: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) 
     return float((order[:, 0] == y).mean()), float((order[:, :3] == y[:, None]).any(axis=1).mean())
 
 
-def names_vocabulary(names: Sequence[str], descriptions: dict[str, str] | None = None) -> vocab.Vocabulary:
+def names_vocabulary(
+    names: Sequence[str], descriptions: dict[str, str] | None = None
+) -> vocab.Vocabulary:
     """A Vocabulary whose genre field is the 30 categories (other fields: defaults, unused here)."""
     genre = {n: (descriptions or {}).get(n, "") for n in names}
     return vocab.Vocabulary({**vocab.VOCABULARIES, "genre": genre}, ("genre",), "bookcover30")
@@ -191,7 +205,10 @@ def measure(books: list[BookRef], cats: list[str]) -> dict:
     full = Calibration()
     described = vocab.load_vocab(VOCAB_FILE)
     lab = ZeroShotLabeller(vocabulary=described, calibration=full, fields=("genre",))
-    row("labeller + a description per category (--vocab file)", lab.scores(vectors, "genre", authors)[1])
+    row(
+        "labeller + a description per category (--vocab file)",
+        lab.scores(vectors, "genre", authors)[1],
+    )
     out["names_top1"] = next(r["top1"] for r in out["rows"] if r["variant"].startswith("+ author"))
     # default vocabulary, mapped
     old = ZeroShotLabeller(calibration=replace(plain, descriptions=True), fields=("genre",))
@@ -203,9 +220,14 @@ def measure(books: list[BookRef], cats: list[str]) -> dict:
     old_top, old_sum = mapped(old_scores, labels, names)
     new_top, new_sum = mapped(conf, labels, names)
     out["mapped"] = []
-    for name, top, summed in (("zs1 (old labeller's ranking)", old_top, old_sum), ("labeller (default vocabulary)", new_top, new_sum)):
+    for name, top, summed in (
+        ("zs1 (old labeller's ranking)", old_top, old_sum),
+        ("labeller (default vocabulary)", new_top, new_sum),
+    ):
         t1 = accuracy(top, y)[0]
-        s1, s3 = accuracy(summed, y) if name.startswith("labeller") else (None, None)  # zs1: no probabilities
+        s1, s3 = (
+            accuracy(summed, y) if name.startswith("labeller") else (None, None)
+        )  # zs1: no probabilities
         out["mapped"].append({"variant": name, "top1": t1, "sum_top1": s1, "sum_top3": s3})
     out["mapped_top1"] = out["mapped"][1]["top1"]
     # calibration and the unknown threshold, on the default vocabulary's stored labels
@@ -217,7 +239,14 @@ def measure(books: list[BookRef], cats: list[str]) -> dict:
     for lo, hi in ((0, 0.1), (0.1, 0.2), (0.2, 0.35), (0.35, 0.5), (0.5, 0.75), (0.75, 1.01)):
         m = (top_conf >= lo) & (top_conf < hi)
         if m.any():
-            buckets.append({"range": f"{lo:.2f}-{min(hi, 1):.2f}", "n": int(m.sum()), "mean_conf": float(top_conf[m].mean()), "acc": float(right[m].mean())})
+            buckets.append(
+                {
+                    "range": f"{lo:.2f}-{min(hi, 1):.2f}",
+                    "n": int(m.sum()),
+                    "mean_conf": float(top_conf[m].mean()),
+                    "acc": float(right[m].mean()),
+                }
+            )
     out["buckets"] = buckets
     known = np.array([bool(k) for k in kept])
     any_right = np.array([any(cols[j] == yi for j, _ in k) for k, yi in zip(kept, y, strict=True)])
@@ -232,28 +261,117 @@ def measure(books: list[BookRef], cats: list[str]) -> dict:
     return out
 
 
+def strip_brackets(title: str) -> str:
+    """The title without '(Series, Book 2)' / '[Edition]' parts."""
+    return re.sub(r"\s*[\(\[][^\)\]]*[\)\]]", "", title).strip() or title
+
+
+def ideas(books: list[BookRef], cats: list[str]) -> list[dict]:
+    """Ideas tried on top of the labeller (names as the label set) and not kept, each with its number;
+    plus a supervised linear probe on the same vectors (5-fold, it *uses* the categories: a
+    diagnostic ceiling of what "title, author" MiniLM vectors hold, not a labeller)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_predict
+
+    names = sorted(set(cats))
+    y = np.array([names.index(c) for c in cats])
+    authors = [b.author for b in books]
+    lab = ZeroShotLabeller(vocabulary=names_vocabulary(names), fields=("genre",))
+    v = lab.embed_books(books)
+    base = lab.scores(v, "genre", authors)[1]
+    out = [
+        {
+            "idea": "labeller, names only (as above)",
+            "top1": accuracy(base, y)[0],
+            "top3": accuracy(base, y)[1],
+        }
+    ]
+
+    def add(name: str, scores: np.ndarray) -> None:
+        t1, t3 = accuracy(scores, y)
+        out.append({"idea": name, "top1": t1, "top3": t3})
+
+    # several views of a book: + title without brackets, + main title (before ':'), raw scores averaged
+    t_only = lab._encode([strip_brackets(b.title) for b in books])
+    main_t = lab._encode([strip_brackets(b.title).split(":")[0] for b in books])
+    raw = [lab.raw_scores(x, "genre")[1] for x in (v, t_only, main_t)]
+    add("3 views (title+author, title w/o brackets, main title), scores averaged",
+        calibrate(sum(raw) / 3, v, lab.calibration, authors))  # fmt: skip
+    # smoothing over each book's 10 nearest books (embedding space), weight 0.5
+    sim = v @ v.T
+    np.fill_diagonal(sim, -1)
+    nn = np.argpartition(-sim, 10, axis=1)[:, :10]
+    add("+ kNN smoothing (10 nearest books, weight 0.5)", 0.5 * base + 0.5 * base[nn].mean(axis=1))
+    del sim
+    # self-training: logistic regression on the 60 % most confident books per predicted label
+    z = (base - base.mean()) / base.std()
+    p = softmax(z, 0.6)
+    pred, conf = p.argmax(1), p.max(1)
+    keep = np.zeros(len(y), bool)
+    for c in np.unique(pred):
+        idx = np.where(pred == c)[0]
+        keep[idx[np.argsort(-conf[idx])[: max(1, int(0.6 * len(idx)))]]] = True
+    clf = LogisticRegression(C=1.0, max_iter=300).fit(v[keep], pred[keep])
+    lp = np.full(base.shape, -30.0)
+    lp[:, clf.classes_] = clf.predict_log_proba(v)
+    lp = lp - lp.mean(0)
+    add("+ self-training (logistic regression on confident pseudo-labels), mix 0.5",
+        0.5 * z + 0.5 * lp / lp[:, clf.classes_].std())  # fmt: skip
+    # lexical view: naive Bayes EM over title words + author token, from the soft assignment
+    x = CountVectorizer(binary=True, min_df=2, stop_words="english",
+                        token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z]+\b").fit_transform(
+        [f"{b.title} {(b.author or '').replace(' ', '_')}" for b in books]).astype(np.float32)  # fmt: skip
+    zc = base - base.mean(0)
+    zc = zc / zc.std()
+    cur = zc
+    for _ in range(3):
+        q = softmax(cur, 0.3)
+        theta = (np.asarray(x.T @ q).T + 0.1) / (q.sum(0)[:, None] + 0.2)
+        ll = np.asarray(x @ (np.log(theta) - np.log1p(-theta)).T) + np.log1p(-theta).sum(1)[None, :]
+        ll = ll - ll.mean(0)
+        cur = 0.5 * zc + 0.5 * ll / ll.std()
+    add("+ lexical naive-Bayes EM on title words (3 rounds, mix 0.5)", cur)
+    probe = cross_val_predict(
+        LogisticRegression(C=10, max_iter=500), v, y, cv=5, method="predict_proba"
+    )
+    add("diagnostic: supervised linear probe, 5-fold (uses the categories)", probe)
+    return out
+
+
 def main() -> None:
     """Run the measurement (repeats for timing) and print a markdown block for docs/BENCHMARKS.md."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--repeats", type=int, default=1, help="runs; timings are the median")
+    ap.add_argument("--ideas", action="store_true", help="also measure the ideas not kept (once)")
     args = ap.parse_args()
     books, cats = load_books(args.data, args.limit)
     runs = [measure(books, cats) for _ in range(args.repeats)]
     r = runs[0]
     tim = {k: statistics.median(x["timings"][k] for x in runs) for k in r["timings"]}
     print(f"### Zero-shot labels on bookcover30 ({time.strftime('%Y-%m-%d')})\n")
-    limit = f" --limit {args.limit}" if args.limit else ""
-    print(f"- command: `flock /tmp/bookrec-bench.lock .venv/bin/python bench/labels.py --repeats {args.repeats}{limit}`")
-    print(f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; shared with other work")
+    limit = (f" --limit {args.limit}" if args.limit else "") + (" --ideas" if args.ideas else "")
+    print(
+        f"- command: `flock /tmp/bookrec-bench.lock .venv/bin/python bench/labels.py --repeats {args.repeats}{limit}`"
+    )
+    print(
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; shared with other work"
+    )
     print(f"- {r['n']:,} books; median of {args.repeats} run(s): embedding the books {tim['embed_books_s']:.1f} s, "
           f"labelling them (default vocabulary, genre) {tim['label_s']:.2f} s; accuracies are deterministic\n")  # fmt: skip
-    print("| 30 category names as the label set | top-1 | top-3 | top-1 even rows | top-1 odd rows |")
+    print(
+        "| 30 category names as the label set | top-1 | top-3 | top-1 even rows | top-1 odd rows |"
+    )
     print("| --- | ---: | ---: | ---: | ---: |")
     for x in r["rows"]:
-        print(f"| {x['variant']} | {x['top1']:.3f} | {x['top3']:.3f} | {x['even']:.3f} | {x['odd']:.3f} |")
-    print("\n| default genre vocabulary, mapped to the 30 categories | top-1 genre's category | top-1 by summed confidence | top-3 by summed confidence |")
+        print(
+            f"| {x['variant']} | {x['top1']:.3f} | {x['top3']:.3f} | {x['even']:.3f} | {x['odd']:.3f} |"
+        )
+    print(
+        "\n| default genre vocabulary, mapped to the 30 categories | top-1 genre's category | top-1 by summed confidence | top-3 by summed confidence |"
+    )
     print("| --- | ---: | ---: | ---: |")
     for x in r["mapped"]:
         s1, s3 = (f"{x[k]:.3f}" if x[k] is not None else "-" for k in ("sum_top1", "sum_top3"))
@@ -266,6 +384,11 @@ def main() -> None:
     print(f"\nGenre threshold {u['threshold']}: {u['unknown_share']:.1%} of books get no genre (unknown); "
           f"top-1 right for {u['acc_known']:.1%} of the labelled ones vs {u['acc_unknown']:.1%} of the unknown ones; "
           f"{u['labels_per_book']:.2f} genre labels per book, any of them right for {u['any_label_right']:.1%}.")  # fmt: skip
+    if args.ideas:
+        print("\n| idea tried on the labeller (30 names), not kept | top-1 | top-3 |")
+        print("| --- | ---: | ---: |")
+        for x in ideas(books, cats):
+            print(f"| {x['idea']} | {x['top1']:.3f} | {x['top3']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ MAX_M = 10_000.0  # the browse page's largest prior weight; larger values are cl
 RECENT_M = 16  # entries: an m's scores and its order each take one
 RECENT_FACETS = 128
 RECENT_TEXTS = 64
+# labels whose confidence is below this show as pale chips (the zero-shot labeller's softmax
+# probability; engine.enrich.zeroshot.LOW_CONFIDENCE is the same number)
+LOW_CONFIDENCE = 0.35
 CACHE_AFTER_WARM = "256MB"  # DuckDB's memory limit once the in-memory indexes are loaded
 HINTS = {
     "data": ("No books in the database yet", "Run `bookrec ingest` (or `just demo`) first"),
@@ -537,6 +540,17 @@ class Store:
         """The most popular books (m = 50) within facets, skipping `exclude` (cold-start readers)."""
         page, _ = self.browse(BrowseQuery(facets=facets or {}, page_size=k + len(exclude)))
         return page.filter(~pl.col("isbn").is_in(list(exclude))).head(k)
+
+    def facet_confidence(self, isbns: Sequence[str]) -> dict[str, dict[tuple[str, str], float]]:
+        """Per book, {(field, facet label): confidence} for the labels that carry one (zero-shot);
+        empty before migration 065 or for LLM labels (no confidence: shown as confident)."""
+        if not isbns or "book_label_confidence" not in self.objects:
+            return {}
+        out: dict[str, dict[tuple[str, str], float]] = {}
+        frame = self.frame("app_book_facet_confidence", {"isbns": list(isbns)})
+        for isbn, fld, label, conf in frame.iter_rows():
+            out.setdefault(isbn, {})[(fld, label)] = float(conf)
+        return out
 
     def facet_options(self) -> dict[str, list[tuple[str, int]]]:
         """Facet labels per field with their book counts, biggest first."""

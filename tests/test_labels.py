@@ -32,6 +32,13 @@ def test_mapping_covers_every_default_genre_and_all_30_categories() -> None:
     assert set(vocab.load_vocab(bench.VOCAB_FILE).labels("genre")) == set(cats)
 
 
+def test_strip_brackets_keeps_the_title() -> None:
+    bench = _bench()
+    assert bench.strip_brackets("Mockingjay (The Hunger Games, Book 3)") == "Mockingjay"
+    assert bench.strip_brackets("SQL [2nd Edition] for Dummies") == "SQL for Dummies"
+    assert bench.strip_brackets("(Untitled)") == "(Untitled)"  # never an empty view
+
+
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_labeller_beats_the_naive_baseline_on_a_slice() -> None:

@@ -81,6 +81,7 @@ def _profile(user: dict[str, Any]) -> dbc.Card:
 
 def _rec_cards(recs: pl.DataFrame, *, popular: bool) -> html.Div:
     cards = []
+    conf = data.store().facet_confidence(recs["isbn"].to_list()) if recs.height else {}
     for r in recs.iter_rows(named=True):
         lines = []
         if r.get("because_isbn") and not popular:
@@ -97,7 +98,9 @@ def _rec_cards(recs: pl.DataFrame, *, popular: bool) -> html.Div:
                 f"{label} {score:.3g}" if score is not None else "", className="small text-muted"
             )
         )
-        cards.append(dbc.Col(book_card(r, extra=html.Div(lines)), md=6, xl=4))
+        cards.append(
+            dbc.Col(book_card(r, extra=html.Div(lines), confidence=conf.get(r["isbn"])), md=6, xl=4)
+        )
     return html.Div(dbc.Row(cards, className="g-2"), className="recs")
 
 

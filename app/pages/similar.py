@@ -88,7 +88,12 @@ def _info(book: dict[str, Any]) -> dbc.Card:
                                 f"mean {mean}",
                                 className="small mt-1",
                             ),
-                            facet_badges({f: book.get(f) for f in data.FIELDS}),
+                            facet_badges(
+                                {f: book.get(f) for f in data.FIELDS},
+                                confidence=data.store()
+                                .facet_confidence([book["isbn"]])
+                                .get(book["isbn"]),
+                            ),
                             html.P(book["summary"], className="small mt-2 mb-0")
                             if book.get("summary")
                             else None,
@@ -111,13 +116,19 @@ def _neighbours(book: dict[str, Any], frame: pl.DataFrame, what: str) -> Any:
             color="info",
         )
     cards = []
+    conf = data.store().facet_confidence(frame["isbn"].to_list())
     for r in frame.iter_rows(named=True):
         shared = shared_facets(book, r)
         line = f"similarity {r['score']:.3f}" + (
             f" · shares {', '.join(lb for _, lb in shared)}" if shared else ""
         )
         cards.append(
-            book_card(r, shared=shared, extra=html.Div(line, className="small text-muted"))
+            book_card(
+                r,
+                shared=shared,
+                extra=html.Div(line, className="small text-muted"),
+                confidence=conf.get(r["isbn"]),
+            )
         )
     return html.Div(cards)
 

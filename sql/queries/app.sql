@@ -68,6 +68,16 @@ SELECT isbn, field, list(label ORDER BY label) AS labels
 FROM book_facets WHERE isbn IN (SELECT unnest($isbns::VARCHAR[]))
 GROUP BY isbn, field ORDER BY isbn, field;
 
+-- name: app_book_facet_confidence
+-- Confidence of a set of books' facet labels (issue 12): per facet the highest confidence of the
+-- book's raw labels it groups; facets from labels without a confidence row (LLM) are left out.
+SELECT c.isbn, c.field, m.label, max(c.confidence) AS confidence
+FROM book_label_confidence c
+JOIN facet_labels m ON m.field = c.field AND m.raw_label = c.label
+JOIN book_facets f ON f.isbn = c.isbn AND f.field = c.field AND f.label = m.label
+WHERE c.isbn IN (SELECT unnest($isbns::VARCHAR[]))
+GROUP BY c.isbn, c.field, m.label ORDER BY c.isbn, c.field, m.label;
+
 -- ---------------------------------------------------------------- reader
 
 -- name: app_user_search
