@@ -27,33 +27,25 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from engine.config import as_dict
-from engine.models.base import Callback, Dataset, FitResult, register, settings_from_dict
+from engine.models.base import Callback, Dataset, FitResult, register
 from engine.models.checkpoint import pack_csr, unpack_csr
 from engine.models.itemknn import SearchSpace, topk_rows
-from engine.models.rp3beta import RP3beta
+from engine.models.rp3beta import RP3beta, RP3betaSettings
 
 GROUPS = ("author", "publisher")
 
 
 @dataclass(frozen=True)
-class HybridSettings:
+class HybridSettings(RP3betaSettings):
     """RP3beta's settings plus the weight of each metadata link; the defaults were chosen on the
     validation part of real Book-Crossing (docs/BENCHMARKS.md)."""
 
-    alpha: float = 0.3
-    beta: float = 0.06
-    topk: int = 40
     author: float = 1.0  # weight of "same author" against the walk's (both scaled to row sum 1)
     publisher: float = 0.0  # weight of "same publisher"
     gamma: float = 0.5  # each link divided by (other books in the group)^gamma
-    block_mb: int = 256
-    device: str = "auto"
-    num_threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.topk < 1 or self.alpha < 0 or self.beta < 0:
-            raise ValueError("hybrid needs topk >= 1, alpha >= 0 and beta >= 0")
+        super().__post_init__()
         if self.author < 0 or self.publisher < 0 or not 0 <= self.gamma <= 1:
             raise ValueError("hybrid needs author >= 0, publisher >= 0 and 0 <= gamma <= 1")
 
@@ -141,21 +133,14 @@ class Hybrid(RP3beta):
 
     def state(self) -> dict[str, Any]:
         """RP3beta's state plus each group term (CSR tensors; loads with weights_only=True)."""
-        return {
-            "model": self.name,
-            "settings": as_dict(self.settings),
-            "train": pack_csr(self.train),
-            "weights": pack_csr(self.weights),
-            "groups": {f: [pack_csr(s), pack_csr(g)] for f, (s, g) in self.groups.items()},
-        }
+        groups = {f: [pack_csr(src), pack_csr(g)] for f, (src, g) in self.groups.items()}
+        return {**super().state(), "groups": groups}
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Hybrid:
         """Rebuild from `state()` (no recomputation)."""
-        model = cls(settings_from_dict(cls.settings_cls, state["settings"]))
-        model.train = unpack_csr(state["train"])
-        model.weights = unpack_csr(state["weights"])
+        model = super().from_state(state)
         model.groups = {
-            f: (unpack_csr(s), unpack_csr(g)) for f, (s, g) in state.get("groups", {}).items()
+            f: (unpack_csr(src), unpack_csr(g)) for f, (src, g) in state.get("groups", {}).items()
         }
         return model
