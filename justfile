@@ -18,13 +18,25 @@ setup:
 # The whole product on sample data: generate, ingest, enrich offline, facets, tune + train, evaluate, serve
 demo size="small": setup (sample size) (ingest-sample size) enrich facets content train-all evaluate serve
 
-# Generate deterministic sample data (small|medium|full) into data/sample/<size>
+# Generate deterministic sample data (small|medium|full|xl) into data/sample/<size>
 sample size="small": setup
     {{bin}}/bookrec sample --size {{size}} --out data/sample/{{size}}
+
+# 10x Book-Crossing (2.7M books, 11.5M ratings) in its own DB: sample, ingest, split, popularity judged on 20k sampled readers (bench/xl.py times each stage)
+xl out="data/xl": setup
+    {{bin}}/bookrec sample --size xl --out {{out}}/sample
+    {{bin}}/bookrec ingest --books {{out}}/sample/Books.csv --ratings {{out}}/sample/Ratings.csv --users {{out}}/sample/Users.csv --db {{out}}/bookrec.duckdb
+    {{bin}}/bookrec split --db {{out}}/bookrec.duckdb
+    BOOKREC_EVALUATE_BATCH_SIZE=128 BOOKREC_EVALUATE_MAX_USERS=20000 {{bin}}/bookrec train --model popularity --db {{out}}/bookrec.duckdb
+    BOOKREC_EVALUATE_BATCH_SIZE=128 BOOKREC_EVALUATE_MAX_USERS=20000 {{bin}}/bookrec evaluate --db {{out}}/bookrec.duckdb
 
 # Ingest Book-Crossing CSVs (any known format) into the DuckDB file
 ingest books ratings users: setup
     {{bin}}/bookrec ingest --books {{books}} --ratings {{ratings}} --users {{users}}
+
+# Append a day's ratings to the ingested database (upsert; same file twice adds nothing), e.g. `just ingest-append new.csv --books b.csv`
+ingest-append ratings *args: setup
+    {{bin}}/bookrec ingest --append --ratings {{ratings}} {{args}}
 
 # Ingest the generated sample data of one size
 ingest-sample size="small": setup
@@ -60,6 +72,10 @@ train-all trials="8": setup
     for m in hybrid itemknn rp3beta ease; do {{bin}}/bookrec train --model $m --tuned; done
     for m in popularity gfcf chebycf als mf lightgcn ncf; do {{bin}}/bookrec train --model $m; done
     {{bin}}/bookrec train --model best --final
+
+# Serve new ratings without retraining: refit counting models, fold in changed and new readers (e.g. after `just ingest-append`)
+refresh *args: setup
+    {{bin}}/bookrec refresh {{args}}
 
 # Full-ranking leaderboard of the current runs (sampled metric shown apart)
 evaluate: setup

@@ -14,7 +14,8 @@ Each variant is unit(sum of weighted parts) in the same 384 dimensions. Recall@2
 held-out books (10 % of rated books, every rating hidden), median over seeds, for the cold slot
 and the whole catalogue. No rating of a held-out book is used; the weights are a coarse grid, so
 run a second set of seeds (e.g. --seeds 3 4 5) to see that the choice holds.
-Measured only here: `bookrec content` does not build these parts (see docs/BENCHMARKS.md).
+`bookrec content` now builds the author + publisher parts by default (engine.facets.content,
+hash-seeded identity vectors instead of this script's sequence); bench/coldstart.py measures it.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -17,6 +19,8 @@ from engine.errors import DatabaseError
 
 _MIGRATION_RE = re.compile(r"^(\d{3})_[\w-]+\.sql$")
 _NAME_RE = re.compile(r"^--\s*name:\s*([A-Za-z_][\w]*)\s*$", re.MULTILINE)
+_LOCK_PID_RE = re.compile(r"\(PID (\d+)\)")
+LOCK_WAIT_S = 30.0  # how long a read-write connect waits for another process's lock
 
 
 def sql_dir() -> Path:
@@ -153,10 +157,53 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
     return done
 
 
-def connect(
-    path: str | Path, *, read_only: bool = False, threads: int | None = None
+def _open(
+    path: Path, read_only: bool, config: dict[str, Any], wait: float
 ) -> duckdb.DuckDBPyConnection:
-    """Open the bookrec DuckDB file; read-write connections migrate, read-only ones must be current."""
+    """duckdb.connect, retried for up to `wait` seconds while another process holds the lock."""
+    deadline = time.monotonic() + wait
+    told = False
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=config)
+        except duckdb.IOException as exc:
+            msg = str(exc).splitlines()[0]
+            if "lock" not in msg.lower():
+                raise DatabaseError(f"cannot open database: {msg}", where=str(path)) from None
+            holder = _LOCK_PID_RE.search(msg)
+            who = f"PID {holder.group(1)}" if holder else "another process"
+            if time.monotonic() >= deadline:
+                raise DatabaseError(
+                    f"database is in use by another process ({who})",
+                    where=str(path),
+                    hint="Stop the other writer (a running stage), or open it read-only",
+                ) from None
+            if not told:  # e.g. `bookrec serve` copying its snapshot: a moment, usually
+                print(
+                    f"bookrec: waiting for the database lock held by {who} ({path}), "
+                    f"up to {wait:g} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                told = True
+            time.sleep(0.2)
+        except duckdb.Error as exc:
+            raise DatabaseError(
+                f"not a DuckDB database: {str(exc).splitlines()[0]}", where=str(path)
+            ) from None
+
+
+def connect(
+    path: str | Path,
+    *,
+    read_only: bool = False,
+    threads: int | None = None,
+    lock_wait: float | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """Open the bookrec DuckDB file; read-write connections migrate, read-only ones must be current.
+
+    A read-write open waits up to `lock_wait` seconds (default LOCK_WAIT_S) for another process's
+    lock to go (a serving snapshot copy holds a read lock for a moment); read-only ones never wait."""
     path = Path(path)
     if read_only and not path.exists():
         raise DatabaseError(
@@ -167,21 +214,8 @@ def connect(
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     config = {"threads": threads} if threads else {}
-    try:
-        con = duckdb.connect(str(path), read_only=read_only, config=config)
-    except duckdb.IOException as exc:
-        msg = str(exc).splitlines()[0]
-        if "lock" in msg.lower():
-            raise DatabaseError(
-                "database is in use by another process",
-                where=str(path),
-                hint="Stop the other writer (a running stage), or open it read-only",
-            ) from None
-        raise DatabaseError(f"cannot open database: {msg}", where=str(path)) from None
-    except duckdb.Error as exc:
-        raise DatabaseError(
-            f"not a DuckDB database: {str(exc).splitlines()[0]}", where=str(path)
-        ) from None
+    wait = 0.0 if read_only else LOCK_WAIT_S if lock_wait is None else lock_wait
+    con = _open(path, read_only, config, wait)
     if read_only:
         pending, stale = _pending(con)
         if pending or stale:

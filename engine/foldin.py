@@ -126,6 +126,33 @@ def als_user(
     return np.linalg.solve(a, y.T @ c)
 
 
+def user_vector(
+    model: str,
+    params: dict,
+    items: np.ndarray,
+    picked: np.ndarray,
+    gram: np.ndarray | None = None,
+) -> tuple[np.ndarray, str]:
+    """A reader's vector from the item vectors `items` of a run and the rows `picked` they have,
+    by the model's rule (ALS: its own user step; BPR: ridge with the bias column met by a fixed 1;
+    others: ridge), with a one-line description of the method. `gram`: items^T items (ALS only;
+    computed when None)."""
+    if model == "als":
+        reg, alpha = float(params.get("reg", 10.0)), float(params.get("alpha", 40.0))
+        if gram is None:
+            raw = items.astype(np.float64)
+            gram = raw.T @ raw
+        vec = als_user(gram, items[picked], reg, alpha)
+        return vec, f"ALS user step (reg {reg:g}, alpha {alpha:g})"
+    reg = ridge_reg(items)
+    chosen = items[picked].astype(np.float64)
+    if model == "bpr":  # the last item column is a bias the user meets with a fixed 1
+        vec = np.append(ridge_user(chosen[:, :-1], reg, 1.0 - chosen[:, -1]), 1.0)
+    else:
+        vec = ridge_user(chosen, reg)
+    return vec, f"ridge on the picked books' vectors (reg {reg:.3g})"
+
+
 def rows_complete(
     w: sp.csr_matrix, picked: np.ndarray, model: str, topk: int | None = None
 ) -> bool:

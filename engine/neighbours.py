@@ -1,20 +1,51 @@
-"""Precomputed nearest books: an exact all-pairs top-k over embedding rows.
+"""Precomputed nearest books: a faiss top-k over embedding rows, exact up to a size threshold.
 
 `bookrec content` keeps each book's nearest books by content (book_content_neighbours) and every
 model run with item embeddings keeps each item's nearest items (item_neighbours), so the
 dashboard's similar-books page reads two short lists instead of scanning two matrices per click.
-The SQL macros (similar_books_by_content, similar_books_run) stay exact scans and give the same
-answers; tests check that they agree.
+The SQL macros (similar_books_by_content, similar_books_run) stay exact scans. Up to
+`exact_max` rows (200,000) the lists are faiss's exact inner-product search and give the macros'
+answers (tests check that they agree); above it they come from an IVF index (0.993 recall@20
+against the exact lists at 271k x 384, docs/BENCHMARKS.md, `bench/neighbours.py`), checked on
+500 sample rows first: below `min_recall` (0.95) even with more probes, the search is exact.
+The dashboard's query-time search (engine/query.py) uses `exact_rows` with the macros' tie rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
+from engine import config
+
 NEIGHBOURS = 20  # nearest books kept per book by default
+DECIMALS = 6  # scores equal to 1e-6 are ties, ordered by ISBN (see nearest)
+SLACK = 1e-4  # bound on faiss's float32 error in a unit-row score, with room for the rounding
+_SCHEMA = {"isbn": pl.String, "rank": pl.Int16, "neighbour": pl.String, "score": pl.Float32}
+
+
+@dataclass(frozen=True)
+class NeighbourSettings:
+    """How the neighbour lists are searched ([neighbours] in bookrec.toml, BOOKREC_NEIGHBOURS_*)."""
+
+    exact_max: int = 200_000  # rows up to which the search is exact; above: `approximate`
+    approximate: Literal["ivf", "hnsw"] = "ivf"  # IVF-Flat (fast to build) or HNSW-Flat
+    nprobe: int = 32  # IVF lists scanned per query (of ~2 sqrt(n) lists)
+    ef_search: int = 128  # HNSW candidate queue per query
+    min_recall: float = 0.95  # recall@k the approximate index must reach on a sample, else exact
+    block: int = 8192  # query rows per faiss call (progress; result arrays stay small)
+    seed: int = 0  # IVF's training sample and k-means
+
+
+def load(overrides: dict | None = None) -> NeighbourSettings:
+    """NeighbourSettings from bookrec.toml [neighbours], BOOKREC_NEIGHBOURS_* and overrides."""
+    return config.load_settings(NeighbourSettings, "neighbours", overrides)
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -24,6 +55,197 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.where(norms == 0, 1, norms)
 
 
+@contextmanager
+def faiss_threads(threads: int | None) -> Iterator[None]:
+    """faiss's OpenMP threads set to `threads` (None: leave them) for the block, then restored."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    if threads:
+        faiss.omp_set_num_threads(threads)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def isbn_ranks(isbns: np.ndarray | list[str]) -> np.ndarray:
+    """Each row's position in ISBN order, plus one past the end for faiss's "no hit" (-1)."""
+    order = np.argsort(np.asarray(isbns, dtype=object), kind="stable")
+    ranks = np.empty(len(order) + 1, dtype=np.int64)
+    ranks[order] = np.arange(len(order))
+    ranks[-1] = len(order)
+    return ranks
+
+
+def _rescored(
+    vectors: np.ndarray, rows: np.ndarray, hits: np.ndarray, fast: np.ndarray
+) -> np.ndarray:
+    """faiss's scores `fast`, with those of rows holding a near-tie (two scores within 1e-5)
+    recomputed in float64: faiss's kernels give two copies of one vector scores a few ulps
+    apart depending on where they sit in memory, and copies must tie as they do in SQL.
+    (-1, "no hit", reads the last row; callers mask it.)"""
+    out = fast.astype(np.float64)
+    near = np.flatnonzero((np.abs(np.diff(fast, axis=1)) < 1e-5).any(axis=1))
+    for at in range(0, near.size, 1024):
+        sub = near[at : at + 1024]
+        out[sub] = np.einsum("id,ikd->ik", vectors[rows[sub]], vectors[hits[sub]], dtype=np.float64)
+    return out
+
+
+def _ordered(
+    rows: np.ndarray,
+    hits: np.ndarray,
+    sims: np.ndarray,
+    ranks: np.ndarray,
+    k: int,
+    decimals: int | None,
+    below: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first k candidates in the macros' order (score desc, ties by ISBN), the row itself
+    and "no hit" (-1) dropped; and whether each answer is certainly the full scan's: every row
+    the search did not return scores at most `below` (its last returned score plus float
+    slack), so the answer is complete when `below` is under the k-th score after rounding."""
+    key = sims if decimals is None else np.round(sims, decimals)
+    key = np.where((hits < 0) | (hits == rows[:, None]), -np.inf, key)
+    pick = np.lexsort((ranks[hits], -key), axis=-1)[:, :k]
+    kth = np.take_along_axis(key, pick[:, -1:], axis=1)[:, 0]
+    done = (below < kth) | ((hits >= 0).sum(axis=1) == len(ranks) - 1)  # or it returned all
+    return np.take_along_axis(hits, pick, 1), np.take_along_axis(sims, pick, 1), done
+
+
+def exact_rows(
+    vectors: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    ranks: np.ndarray,
+    *,
+    decimals: int | None = DECIMALS,
+    margin: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, scores), each (len(rows), k): the k rows with the largest inner product with each of
+    `rows` (itself excluded), best first, ties (after rounding to `decimals`; None: exact floats,
+    as the SQL macros compare) by ISBN rank. faiss's exact search (`faiss.knn`, no copy of
+    `vectors`) for k + 1 + margin candidates, rescored in float64; rows whose ties reach past
+    them are searched again with 4x as many, up to every row, so the answer always equals
+    sorting the full scan."""
+    import faiss
+
+    n = vectors.shape[0]
+    k = min(k, n - 1)
+    rows = np.asarray(rows, dtype=np.int64)
+    hits = np.zeros((rows.size, max(k, 0)), dtype=np.int64)
+    scores = np.zeros((rows.size, max(k, 0)), dtype=np.float32)
+    todo = np.arange(rows.size)
+    wide = min(n, k + 1 + margin)
+    while todo.size and k > 0:
+        # rows searched together hold at most ~32M candidates (0.4 GB) at the widest
+        step = max(1, 2**25 // wide)
+        again = []
+        for at in range(0, todo.size, step):
+            part = todo[at : at + step]
+            fast, cand = faiss.knn(vectors[rows[part]], vectors, wide, faiss.METRIC_INNER_PRODUCT)
+            sims = _rescored(vectors, rows[part], cand, fast)
+            below = fast.min(axis=1) + SLACK  # faiss's float32 error, plus half a rounding step
+            h, s, done = _ordered(rows[part], cand, sims, ranks, k, decimals, below)
+            hits[part], scores[part] = h, s
+            again.append(part[~done])
+        todo = np.concatenate(again) if wide < n else todo[:0]
+        wide = min(n, wide * 4)
+    return hits, scores
+
+
+def _approximate_index(vectors: np.ndarray, settings: NeighbourSettings):  # -> faiss.Index
+    """An IVF-Flat (nlist ~ 2 sqrt(n), k-means on a sample) or HNSW-Flat inner-product index."""
+    import faiss
+
+    n, d = vectors.shape
+    if settings.approximate == "hnsw":
+        index = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 40
+        index.add(vectors)
+        index.hnsw.efSearch = settings.ef_search
+        return index
+    nlist = max(1, min(n // 39, round(2 * math.sqrt(n))))  # faiss wants >= 39 points per list
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed, index.cp.niter = settings.seed, 10
+    rng = np.random.default_rng(settings.seed)
+    sample = np.sort(rng.choice(n, min(n, 64 * nlist), replace=False))
+    index.train(vectors[sample])
+    index.add(vectors)
+    index.nprobe = min(nlist, settings.nprobe)
+    return index
+
+
+def _checked(
+    index,  # faiss.Index
+    vectors: np.ndarray,
+    k: int,
+    ranks: np.ndarray,
+    settings: NeighbourSettings,
+) -> float:
+    """recall@k of `index` against the exact lists on 500 seeded sample rows, doubling nprobe
+    (IVF) or efSearch (HNSW) until it reaches `min_recall` or stops being cheaper than exact."""
+    n = vectors.shape[0]
+    sample = np.random.default_rng(settings.seed).choice(n, min(n, 500), replace=False)
+    truth, _ = exact_rows(vectors, sample, k, ranks)
+    while True:
+        fast, cand = index.search(vectors[sample], min(n, k + 9))
+        top, _, _ = _ordered(sample, cand, fast, ranks, k, DECIMALS, np.zeros(sample.size))
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, truth, strict=True)]))
+        if recall >= settings.min_recall:
+            return recall
+        if hasattr(index, "nprobe") and index.nprobe * 2 <= index.nlist // 4:
+            index.nprobe *= 2
+        elif hasattr(index, "hnsw") and index.hnsw.efSearch * 2 <= 1024:
+            index.hnsw.efSearch *= 2
+        else:
+            return recall
+
+
+def neighbour_rows(
+    vectors: np.ndarray,
+    k: int,
+    ranks: np.ndarray,
+    settings: NeighbourSettings,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(hits, scores), (n, k): every row's k nearest other rows (see `nearest`)."""
+    n = vectors.shape[0]
+    approximate = n > settings.exact_max
+    index = _approximate_index(vectors, settings) if approximate else None
+    if index is not None:
+        recall = _checked(index, vectors, k, ranks, settings)
+        if progress:
+            progress(f"neighbours (approximate): sample recall@{k} {recall:.3f}")
+        if recall < settings.min_recall:
+            index, approximate = None, False  # too far off on these vectors: exact it is
+    hits = np.empty((n, k), dtype=np.int64)
+    scores = np.empty((n, k), dtype=np.float32)
+    step = max(1, math.ceil(n / settings.block / 10))
+    order = np.arange(n)
+    if index is not None and settings.approximate == "ivf":
+        # queries in the order of their nearest list: neighbouring queries probe mostly the same
+        # lists, which then stay in cache (in row order every query reads ~12 MB from memory)
+        order = np.argsort(index.quantizer.search(vectors, 1)[1][:, 0], kind="stable")
+    for b, start in enumerate(range(0, n, settings.block)):
+        rows = order[start : start + settings.block]
+        if index is None:
+            hits[rows], scores[rows] = exact_rows(vectors, rows, k, ranks)
+        else:
+            fast, cand = index.search(vectors[rows], min(n, k + 9))
+            sims = _rescored(vectors, rows, cand, fast)
+            h, s, _ = _ordered(rows, cand, sims, ranks, k, DECIMALS, np.zeros(len(rows)))
+            short = np.flatnonzero((h < 0).any(axis=1) | (h == rows[:, None]).any(axis=1))
+            if short.size:  # the probed lists held fewer than k others: search those exactly
+                h[short], s[short] = exact_rows(vectors, rows[short], k, ranks)
+            hits[rows], scores[rows] = h, s
+        if progress and b % step == 0:
+            kind = "approximate" if approximate else "exact"
+            progress(f"neighbours ({kind}): {start + rows.size:,}/{n:,} books")
+    return hits, scores
+
+
 def nearest(
     isbns: list[str],
     vectors: np.ndarray,
@@ -31,54 +253,23 @@ def nearest(
     *,
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
+    settings: NeighbourSettings | None = None,
 ) -> pl.DataFrame:
     """(isbn, rank, neighbour, score): each book's k nearest other books by inner product,
     best first, ties (to 1e-6) by ISBN, as the similar-books macros order them. Pass unit rows
     for cosine similarity.
 
-    An exact all-pairs search in blocks of rows (one float32 matrix product and a top-k per
-    block, with PyTorch's threads): about 10 min for 271k x 384 on 2 cores, seconds for 20k."""
-    import torch  # only this stage step needs it
-
-    schema = {
-        "isbn": pl.String,
-        "rank": pl.Int16,
-        "neighbour": pl.String,
-        "score": pl.Float32,
-    }
+    Up to `settings.exact_max` rows an exact search with faiss (the macros' answers, ties
+    included); beyond it an approximate IVF (or HNSW) index, ordered the same way among what it
+    finds. `threads` sets faiss's OpenMP threads for the call (None: all cores)."""
+    settings = settings or load()
     n = len(isbns)
     k = min(k, n - 1)
     if k <= 0:
-        return pl.DataFrame(schema=schema)
-    order = np.argsort(np.asarray(isbns, dtype=object), kind="stable")  # tie-break by ISBN rank
-    rank_of = np.empty(n, dtype=np.int64)
-    rank_of[order] = np.arange(n)
-    wide = min(n - 1, k + 16)  # a margin so ties at the k-th place are ordered by ISBN
-    block = int(max(64, min(2048, 2**28 // max(n, 1))))  # ~1 GB of float32 scores per block
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        arr = np.ascontiguousarray(vectors, dtype=np.float32)
-        mat = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
-        hits = np.empty((n, k), dtype=np.int64)
-        scores = np.empty((n, k), dtype=np.float32)
-        step = max(1, n // block // 10)
-        for b, start in enumerate(range(0, n, block)):
-            stop = min(n, start + block)
-            sims = mat[start:stop] @ mat.T
-            sims[torch.arange(stop - start), torch.arange(start, stop)] = -torch.inf
-            top_s, top_i = torch.topk(sims, wide, dim=1)
-            top_s, top_i = top_s.numpy(), top_i.numpy()
-            # scores equal to 1e-6 count as ties: a matrix product may round two copies of the
-            # same vector differently in the last bit, where the SQL macro sees them equal
-            pick = np.lexsort((rank_of[top_i], -np.round(top_s, 6)), axis=-1)[:, :k]
-            hits[start:stop] = np.take_along_axis(top_i, pick, axis=1)
-            scores[start:stop] = np.take_along_axis(top_s, pick, axis=1)
-            if progress and b % step == 0:
-                progress(f"neighbours: {stop:,}/{n:,} books")
-    finally:
-        torch.set_num_threads(before)
+        return pl.DataFrame(schema=_SCHEMA)
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    with faiss_threads(threads):
+        hits, scores = neighbour_rows(arr, k, isbn_ranks(isbns), settings, progress)
     names = np.asarray(isbns, dtype=object)
     return pl.DataFrame(
         {
@@ -87,5 +278,5 @@ def nearest(
             "neighbour": names[hits.ravel()],
             "score": scores.ravel(),
         },
-        schema=schema,
+        schema=_SCHEMA,
     )

@@ -24,12 +24,15 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from engine import db
+from engine import db, neighbours
 from engine.errors import StageNotReadyError, UnknownEntityError
 
 T = TypeVar("T")
 
 FIELDS = ("genre", "category", "theme", "tone", "audience")
+# the book columns of a recommendation and of a neighbour (`_rec_frame`, `_neighbours`)
+REC_COLUMNS = ("isbn", "title", "author", "year", "image_url_m", "n_interactions", *FIELDS)
+NEIGHBOUR_COLUMNS = ("isbn", "title", "author", "year", "image_url_m", *FIELDS)
 SORTABLE = ("score", "mean_rating", "n_explicit", "n_interactions", "year", "title", "author")
 WARM_M = (0.0, 50.0, 100.0, 200.0, 500.0)  # the browse page's m slider stops
 MAX_M = 10_000.0  # the browse page's largest prior weight; larger values are clamped
@@ -122,6 +125,59 @@ class _Neighbours:
         return self.hits.shape[1]
 
 
+@dataclass
+class _TopLists:
+    """A 'topn' run's stored lists in memory (recommendations rows in (user_id, rank) order):
+    reader `users[j]` owns rows starts[j]:starts[j + 1]; rows with user_id NULL (one list for
+    everybody) are `shared`; `codes` index `isbns`."""
+
+    users: np.ndarray
+    starts: np.ndarray
+    shared: np.ndarray
+    codes: np.ndarray
+    scores: np.ndarray
+    isbns: np.ndarray
+
+    def of(self, user_id: int) -> list[tuple[str, float]]:
+        """(isbn, score) of the reader's list and the shared one, as app_topn orders them
+        (score descending, then ISBN)."""
+        at = int(np.searchsorted(self.users, user_id))
+        rows = self.shared
+        if at < self.users.size and self.users[at] == user_id:
+            own = np.arange(self.starts[at], self.starts[at + 1])
+            rows = np.concatenate([own, rows]) if rows.size else own
+        pairs = zip(
+            self.isbns[self.codes[rows]].tolist(),
+            self.scores[rows].astype(np.float64).tolist(),
+            strict=True,
+        )
+        return sorted(pairs, key=lambda p: (-p[1], p[0]))
+
+
+def _top_lists(frame: pl.DataFrame) -> _TopLists:
+    """`_TopLists` from run_recommendations' rows (user_id, rank, isbn, score by user, rank)."""
+    shared = frame["user_id"].is_null().to_numpy()
+    users = frame["user_id"].fill_null(0).to_numpy()
+    names = frame.select(pl.col("isbn").unique()).with_row_index("code")
+    codes = frame.select("isbn").join(names, on="isbn", how="left", maintain_order="left")
+    scores = frame["score"].to_numpy()
+    narrow = scores.astype(np.float32)  # the models score in float32: exact, and half the size
+    if np.array_equal(narrow.astype(np.float64), scores):
+        scores = narrow
+    own = np.flatnonzero(~shared)
+    ids, first = np.unique(users[own], return_index=True)
+    if own.size and not np.all(np.diff(users[own]) >= 0):
+        raise ValueError("run_recommendations rows are not in user order")
+    return _TopLists(
+        users=ids,
+        starts=np.append(own[first], own[-1] + 1 if own.size else 0).astype(np.int64),
+        shared=np.flatnonzero(shared),
+        codes=codes["code"].to_numpy().astype(np.int32),
+        scores=scores,
+        isbns=names["isbn"].to_numpy(),
+    )
+
+
 def _neighbour_lists(ids: pl.DataFrame, frame: pl.DataFrame) -> _Neighbours | None:
     """Precomputed lists as fixed-width arrays: `ids` (isbn, sorted) and `frame` (row, hit, score)
     in row then rank order, positions into `ids`. None when empty or ragged (a neighbour outside
@@ -164,8 +220,10 @@ def _top(scores: np.ndarray, isbns: np.ndarray, k: int) -> np.ndarray:
     m = k * 4 + 64
     finite = None
     if scores.size > m:
-        # the m largest, NaN and +inf included (numpy sorts NaN last); fine unless too few are finite
-        head = np.argpartition(scores, scores.size - m)[scores.size - m :]
+        # the m largest (+inf included) by partitioning the negated scores: NaN sorts last there,
+        # and numpy's introselect stays linear when most scores tie (at size - m on the scores
+        # themselves it took ~3 ms on a fold-in's 18k mostly-zero scores instead of 0.15)
+        head = np.argpartition(-scores, m - 1)[:m]
         head = head[np.isfinite(scores[head])]
         if head.size >= k:
             finite = head
@@ -173,65 +231,34 @@ def _top(scores: np.ndarray, isbns: np.ndarray, k: int) -> np.ndarray:
         finite = np.flatnonzero(np.isfinite(scores))
         if finite.size > m:
             finite = finite[np.argpartition(-scores[finite], m - 1)[:m]]
+    if finite.size > k:
+        # a tie at the k-th score may reach past the m kept: take its whole group, so that ties
+        # go by ISBN and not by which of the tied rows the partition happened to keep
+        kth = -np.partition(-scores[finite], k - 1)[k - 1]
+        tied = np.count_nonzero(scores[finite] == kth)
+        group = np.flatnonzero(scores == kth)
+        if group.size > tied:
+            finite = np.concatenate([finite[scores[finite] > kth], group])
     order = np.lexsort((isbns[finite], -scores[finite]))
     return finite[order[:k]]
 
 
-class _PrunedIndex:
-    """Exact top-k inner-product search that usually reads a fraction of the matrix.
+class _ContentIndex:
+    """Exact top-k inner-product search over the content vectors: faiss's brute-force kernel
+    (`faiss.knn`) reads the matrix in place, so the index adds no copy of its 416 MB (an
+    `IndexFlatIP` would hold one) and only the ISBN order (2 MB at full size). Ties are broken
+    as similar_books_by_content breaks them: equal scores by ISBN."""
 
-    A 384-d content scan reads ~400 MB per click at full size. Here each row x is split into its
-    projection p on the top `dim` principal directions and a residual r, so x·q = p·q_p + r·q_r
-    <= p·q_p + |r||q_r| (Cauchy-Schwarz). Ranking by that upper bound over the small projection
-    finds candidates; the best `pool` are scored exactly, and when no row outside the pool can beat
-    the k-th exact score the answer is provably the full scan's. Otherwise it scans everything.
-    """
+    def __init__(self, raw: np.ndarray, isbns: np.ndarray):
+        self.raw = np.ascontiguousarray(raw, dtype=np.float32)
+        self.ranks = neighbours.isbn_ranks(isbns)
 
-    def __init__(self, raw: np.ndarray, dim: int = 64, pool: int = 1024, seed: int = 0):
-        self.raw = raw
-        n = raw.shape[0]
-        self.dim = min(dim, raw.shape[1]) if n else 0
-        sample = (
-            raw[np.random.default_rng(seed).choice(n, min(n, 20_000), replace=False)] if n else raw
-        )
-        basis = (
-            np.linalg.svd(sample, full_matrices=False)[2][: self.dim].T
-            if n
-            else np.zeros((0, 0), np.float32)
-        )
-        self.basis = np.ascontiguousarray(basis, dtype=np.float32)
-        self.proj = np.ascontiguousarray(raw @ self.basis) if n else raw
-        self.rnorm = (
-            np.sqrt(np.maximum((raw * raw).sum(axis=1) - (self.proj * self.proj).sum(axis=1), 0))
-            if n
-            else raw
-        )
-        self.pool = pool
-        self.exact_hits = self.full_scans = 0
-
-    def top(self, row: int, k: int, isbns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def top(self, row: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k rows with the highest inner product with row `row` (itself excluded), best first."""
-        q = self.raw[row]
-        n = self.raw.shape[0]
-        if n > 4 * self.pool and k < self.pool:
-            qp = q @ self.basis
-            qr = float(np.sqrt(max(float(q @ q) - float(qp @ qp), 0.0)))
-            bound = self.proj @ qp + self.rnorm * qr
-            bound[row] = -np.inf
-            part = np.argpartition(-bound, self.pool)
-            cand, rest = part[: self.pool], part[self.pool :]
-            exact = self.raw[cand] @ q
-            exact[cand == row] = -np.inf
-            best = _top(exact, isbns[cand], k)
-            # certified when nothing outside the pool can reach the k-th exact score (float slack)
-            if best.size == k and float(bound[rest].max()) + 1e-4 < float(exact[best[-1]]):
-                self.exact_hits += 1
-                return cand[best], exact[best]
-        self.full_scans += 1
-        scores = self.raw @ q
-        scores[row] = -np.inf
-        best = _top(scores, isbns, k)
-        return best, scores[best]
+        hits, scores = neighbours.exact_rows(
+            self.raw, np.array([row]), k, self.ranks, decimals=None
+        )
+        return hits[0], scores[0]
 
 
 class Store:
@@ -356,6 +383,9 @@ class Store:
                 if run["scoring"] == "embedding":
                     self._user_vectors(run["run_id"])
                 self._warm_fold_in(run)
+            default = self._run(None)
+            if default["scoring"] == "topn":  # the readers' page and the API's default answer
+                self._top_lists(default["run_id"])
         if self.ready("content") and self._content_neighbours() is None:
             self._content_index()  # no precomputed lists: search the vectors
         # Everything the callbacks scan now lives in numpy/Polars; what DuckDB cached while loading
@@ -678,19 +708,31 @@ class Store:
         return top["model"], "the newest run: no current run was measured on a validation part"
 
     def _run(self, model: str | None, *, embeddings: bool = False) -> dict[str, Any]:
+        # a dict lookup per request (a Polars filter took ~0.2 ms, two or three per API request)
+        first, by_model = self._cached(
+            ("runs_by_model", embeddings), lambda: self._runs(embeddings)
+        )
+        if model is None:
+            return first
+        if model not in by_model:
+            known = ", ".join(by_model)
+            raise UnknownEntityError(f"no current run of model {model!r}", hint=f"Known: {known}")
+        return by_model[model]
+
+    def _runs(self, embeddings: bool) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """(the first current run, the first run of each model) of `models()`, with item
+        embeddings only when `embeddings`."""
         runs = self.models()
         if embeddings:
             runs = runs.filter(pl.col("has_item_embeddings"))
             if runs.is_empty():
                 self.require("embeddings")
                 raise StageNotReadyError(*HINTS["embeddings"])
-        if model is None:
-            return runs.row(0, named=True)
-        picked = runs.filter(pl.col("model") == model)
-        if picked.is_empty():
-            known = ", ".join(runs["model"].to_list())
-            raise UnknownEntityError(f"no current run of model {model!r}", hint=f"Known: {known}")
-        return picked.row(0, named=True)
+        rows = runs.to_dicts()
+        by_model: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            by_model.setdefault(r["model"], r)
+        return rows[0], by_model
 
     def _user_vectors(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
         def load() -> tuple[np.ndarray, np.ndarray]:
@@ -708,26 +750,21 @@ class Store:
     def recommend(self, model: str | None, user_id: int, k: int = 10) -> pl.DataFrame:
         """Top-k unrated books for a reader from a model's current run (recommend_model's answer),
         with the popularity fallback for readers the run does not know, and a reason per book."""
+        return self._rec_frame(*self._reader_plan(model, user_id, k, exclude_read=True))
+
+    def _reader_plan(
+        self, model: str | None, user_id: int, k: int, *, exclude_read: bool
+    ) -> tuple[Mapping[str, Any], list[str], list[float], str, str, list[str]]:
+        """What `recommend` / `recommend_reader` answer, before any metadata: (run, isbns,
+        scores, source, model name, the reader's rated books)."""
         run = self._run(model)
         rated = self.user_ratings(user_id)["isbn"].to_list()
-        isbns, scores = self._model_top(run, user_id, set(rated), k)
-        source, name = "model", run["model"]
-        if not isbns:
-            top = self.popular(k=k, exclude=rated)
-            isbns, scores = top["isbn"].to_list(), top["score"].to_list()
-            source, name = "popularity_fallback", "popular_books"
-        recs = self.books(isbns).select(
-            "isbn", "title", "author", "year", "image_url_m", "n_interactions", *FIELDS
-        )
-        recs = recs.with_columns(
-            rank=pl.int_range(1, len(isbns) + 1),
-            score=pl.Series(scores, dtype=pl.Float64),
-            source=pl.lit(source),
-            model=pl.lit(name),
-        )
-        return recs.join(
-            self._reasons(run, isbns, rated), on="isbn", how="left", maintain_order="left"
-        )
+        isbns, scores = self._model_top(run, user_id, set(rated) if exclude_read else set(), k)
+        if isbns:
+            return run, isbns, scores, "model", run["model"], rated
+        top = self.popular(k=k, exclude=rated) if exclude_read else self.popular(k=k)
+        isbns, scores = top["isbn"].to_list(), top["score"].to_list()
+        return run, isbns, scores, "popularity_fallback", "popular_books", rated
 
     def _model_top(
         self, run: Mapping[str, Any], user_id: int, rated: set[str], k: int
@@ -744,44 +781,65 @@ class Store:
             scores[rows] = -np.inf
             best = _top(scores, items.isbns, k)
             return items.isbns[best].tolist(), scores[best].astype(float).tolist()
+        lists = self._memo.get(("top_lists", run["run_id"]))
+        if lists is not None:  # the default run's lists, loaded by warm(): no query per request
+            kept = [p for p in lists.of(user_id) if p[0] not in rated][:k]
+            return [p[0] for p in kept], [p[1] for p in kept]
         top = self.frame("app_topn", {"run_id": run["run_id"], "user_id": user_id})
         top = top.filter(~pl.col("isbn").is_in(list(rated))).head(k)
         return top["isbn"].to_list(), top["score"].to_list()
+
+    def _top_lists(self, run_id: str) -> _TopLists:
+        """A 'topn' run's stored lists in memory (~8 bytes a row: 39 MB for 4.8 M rows)."""
+        return self._cached(
+            ("top_lists", run_id),
+            lambda: _top_lists(self.frame("run_recommendations", {"run_id": run_id})),
+        )
 
     def _reasons(
         self, run: Mapping[str, Any], isbns: Sequence[str], rated: Sequence[str]
     ) -> pl.DataFrame:
         """For each recommended book, the closest book in the reader's history by item-embedding
         cosine (the run's embeddings, or the default embedding run's for models without any)."""
-        empty = pl.DataFrame(
+        recs, because, titles, sims = self._reason_lists(run, isbns, rated)
+        return pl.DataFrame(
+            {"isbn": recs, "because_isbn": because, "because_title": titles, "because_score": sims},
             schema={
                 "isbn": pl.String,
                 "because_isbn": pl.String,
                 "because_title": pl.String,
                 "because_score": pl.Float64,
-            }
+            },
         )
+
+    def _reason_lists(
+        self, run: Mapping[str, Any], isbns: Sequence[str], rated: Sequence[str]
+    ) -> tuple[list[str], list[str], list[str], list[float]]:
+        """`_reasons` as lists: (recommended isbns that have one, their because isbns, because
+        titles (the ISBN when untitled), cosines)."""
         try:
             reason_run = run if run["has_item_embeddings"] else self._run(None, embeddings=True)
         except (StageNotReadyError, UnknownEntityError):
-            return empty
+            return [], [], [], []
         items = self._item_vectors(reason_run["run_id"])
         hist = [i for i in rated if i in items.row]
         recs = [i for i in isbns if i in items.row]
         if not hist or not recs:
-            return empty
+            return [], [], [], []
         sims = items.unit[[items.row[i] for i in recs]] @ items.unit[[items.row[i] for i in hist]].T
         best = sims.argmax(axis=1)
         because = [hist[j] for j in best]
-        titles = self.books(because)["title"].to_list()
-        return pl.DataFrame(
-            {
-                "isbn": recs,
-                "because_isbn": because,
-                "because_title": [t or b for t, b in zip(titles, because, strict=True)],
-                "because_score": sims[np.arange(len(recs)), best].astype(float),
-            },
-            schema=empty.schema,
+        row = self._book_row()
+        title = self._plain_books()["title"]
+        at = [row.get(b) for b in because]
+        known = title.gather([r for r in at if r is not None]).to_list()
+        got = iter(known)
+        titles = [next(got) if r is not None else None for r in at]
+        return (
+            recs,
+            because,
+            [t or b for t, b in zip(titles, because, strict=True)],
+            sims[np.arange(len(recs)), best].astype(float).tolist(),
         )
 
     def _item_neighbours(self, run_id: str) -> _Neighbours | None:
@@ -798,12 +856,19 @@ class Store:
     ) -> pl.DataFrame | None:
         """The first k of a precomputed list as neighbours, or None when the lists are absent or
         shorter than k (the caller then searches the vectors)."""
+        plan = self._listed_plan(lists, key, k, source)
+        return None if plan is None else self._neighbours(*plan)
+
+    def _listed_plan(
+        self, lists: _Neighbours | None, key: str, k: int, source: str
+    ) -> tuple[list[str], list[float], str] | None:
+        """`_listed` before any metadata: (isbns, scores, source), or None."""
         if lists is None or k > lists.k:
             return None
         if key not in lists.row:
-            return self._neighbours([], [], source)
+            return [], [], source
         at = lists.row[key]
-        return self._neighbours(
+        return (
             lists.isbns[lists.hits[at, :k]].tolist(),
             lists.scores[at, :k].astype(float).tolist(),
             source,
@@ -812,26 +877,31 @@ class Store:
     def similar_collab(self, isbn: str, model: str | None = None, k: int = 10) -> pl.DataFrame:
         """Nearest books by cosine of the run's item embeddings (similar_books_model's answer):
         from the lists written with the run, or by scanning the embeddings for a longer k."""
+        return self._neighbours(*self._collab_plan(isbn, model, k))
+
+    def _collab_plan(
+        self, isbn: str, model: str | None, k: int
+    ) -> tuple[list[str], list[float], str]:
+        """`similar_collab` before any metadata: (isbns, scores, source)."""
         run = self._run(model, embeddings=True)
         key = (isbn or "").strip().upper()
-        listed = self._listed(self._item_neighbours(run["run_id"]), key, k, run["model"])
+        listed = self._listed_plan(self._item_neighbours(run["run_id"]), key, k, run["model"])
         if listed is not None:
             return listed
         items = self._item_vectors(run["run_id"])
         if key not in items.row:
-            return self._neighbours([], [], run["model"])
+            return [], [], run["model"]
         scores = items.unit @ items.unit[items.row[key]]
         scores[items.row[key]] = -np.inf
         best = _top(scores, items.isbns, k)
-        return self._neighbours(
-            items.isbns[best].tolist(), scores[best].astype(float).tolist(), run["model"]
-        )
+        return items.isbns[best].tolist(), scores[best].astype(float).tolist(), run["model"]
 
     def _content_vectors(self) -> _Vectors:
         return self._cached("content", lambda: _vectors(self.frame("app_content_embeddings")))
 
-    def _content_index(self) -> _PrunedIndex:
-        return self._cached("content_index", lambda: _PrunedIndex(self._content_vectors().raw))
+    def _content_index(self) -> _ContentIndex:
+        vecs = self._content_vectors()
+        return self._cached("content_index", lambda: _ContentIndex(vecs.raw, vecs.isbns))
 
     def _content_neighbours(self) -> _Neighbours | None:
         return self._cached(
@@ -852,11 +922,11 @@ class Store:
         vecs = self._content_vectors()
         if key not in vecs.row:
             return self._neighbours([], [], "content")
-        best, scores = self._content_index().top(vecs.row[key], k, vecs.isbns)
+        best, scores = self._content_index().top(vecs.row[key], k)
         return self._neighbours(vecs.isbns[best].tolist(), scores.astype(float).tolist(), "content")
 
     def _neighbours(self, isbns: list[str], scores: list[float], source: str) -> pl.DataFrame:
-        out = self.books(isbns).select("isbn", "title", "author", "year", "image_url_m", *FIELDS)
+        out = self.books(isbns).select(NEIGHBOUR_COLUMNS)
         return out.with_columns(
             rank=pl.int_range(1, len(isbns) + 1, dtype=pl.Int64),
             score=pl.Series(scores, dtype=pl.Float64),
@@ -873,6 +943,22 @@ class Store:
         """`similar_collab`, or for an item-based run without item vectors (RP3beta, hybrid,
         item-kNN, ...) the book's largest stored item-item weights (its row of W: the books a
         reader of it is recommended first), ties by ISBN."""
+        return self._neighbours(*self._similar_plan(isbn, model, k))
+
+    def similar_rows(
+        self, isbn: str, model: str | None = None, k: int = 10
+    ) -> list[dict[str, Any]]:
+        """`similar_model`'s rows as dicts (the JSON API: no frame built per request)."""
+        isbns, scores, source = self._similar_plan(isbn, model, k)
+        rows = self._book_dicts(isbns, NEIGHBOUR_COLUMNS)
+        for rank, (r, score) in enumerate(zip(rows, scores, strict=True), 1):
+            r.update(rank=rank, score=float(score), source=source)
+        return rows
+
+    def _similar_plan(
+        self, isbn: str, model: str | None, k: int
+    ) -> tuple[list[str], list[float], str]:
+        """`similar_model` before any metadata: (isbns, scores, source)."""
         if model is not None:
             run = self._run(model)
             weights = None if run["has_item_embeddings"] else self._item_weights(run["run_id"])
@@ -880,38 +966,89 @@ class Store:
                 ids, row, w = weights
                 at = row.get((isbn or "").strip().upper())
                 if at is None:
-                    return self._neighbours([], [], run["model"])
+                    return [], [], run["model"]
                 lo, hi = w.indptr[at], w.indptr[at + 1]
                 cols, vals = w.indices[lo:hi], w.data[lo:hi].astype(np.float64)
                 keep = (cols != at) & (vals > 0)
                 cols, vals = cols[keep], vals[keep]
                 order = np.lexsort((ids[cols], -vals))[:k]
-                return self._neighbours(
-                    ids[cols[order]].tolist(), vals[order].tolist(), run["model"]
-                )
-        return self.similar_collab(isbn, model, k)
+                return ids[cols[order]].tolist(), vals[order].tolist(), run["model"]
+        return self._collab_plan(isbn, model, k)
 
     def recommend_reader(
         self, model: str | None, user_id: int, k: int = 10, exclude_read: bool = True
     ) -> pl.DataFrame:
         """`recommend`, or with exclude_read=False the run's best books read ones included
         (embedding runs; a topn run's stored list never holds the books it was trained on)."""
-        if exclude_read:
-            return self.recommend(model, user_id, k)
-        run = self._run(model)
-        rated = self.user_ratings(user_id)["isbn"].to_list()
-        isbns, scores = self._model_top(run, user_id, set(), k)
-        if isbns:
-            return self._rec_frame(run, isbns, scores, "model", run["model"], rated)
-        top = self.popular(k=k)
-        return self._rec_frame(
-            run,
-            top["isbn"].to_list(),
-            top["score"].to_list(),
-            "popularity_fallback",
-            "popular_books",
-            rated,
+        return self._rec_frame(*self._reader_plan(model, user_id, k, exclude_read=exclude_read))
+
+    def recommend_rows(
+        self, model: str | None, user_id: int, k: int = 10, exclude_read: bool = True
+    ) -> list[dict[str, Any]]:
+        """`recommend_reader`'s rows as dicts (the JSON API: no frame built per request)."""
+        return self._rec_rows(*self._reader_plan(model, user_id, k, exclude_read=exclude_read))
+
+    def has_user(self, user_id: int) -> bool:
+        """Whether `user(user_id)` is not None: the reader is in users or has ratings."""
+        if not -(2**31) <= user_id < 2**31:
+            return False
+        ids, _ = self._users()
+        at = int(np.searchsorted(ids, user_id))
+        if at < ids.size and ids[at] == user_id:
+            return True
+        users, _ = self._ratings_by_user()
+        lo = int(np.searchsorted(users, user_id, "left"))
+        return lo < users.size and users[lo] == user_id
+
+    def has_book(self, isbn: str) -> str:
+        """The normalised ISBN of a catalogued book (what `book` checks, without its query)."""
+        key = (isbn or "").strip().upper()
+        if key not in self._book_row():
+            raise UnknownEntityError(
+                f"no book with ISBN {isbn!r}", hint="Search by title or author"
+            )
+        return key
+
+    def _book_dicts(self, isbns: Sequence[str], columns: tuple[str, ...]) -> list[dict[str, Any]]:
+        """`books(isbns).select(columns)` as one dict per ISBN (nulls for unknown ISBNs)."""
+        table = self._cached(
+            ("book_columns", columns), lambda: self._plain_books().select(columns).rechunk()
         )
+        row = self._book_row()
+        at = [row.get(i) for i in isbns]
+        known = [r for r in at if r is not None]
+        got = iter(table[known].to_dicts() if known else ())
+        blank = dict.fromkeys(columns)
+        return [
+            next(got) if r is not None else {**blank, "isbn": i}
+            for i, r in zip(isbns, at, strict=True)
+        ]
+
+    def _rec_rows(
+        self,
+        run: Mapping[str, Any],
+        isbns: Sequence[str],
+        scores: Sequence[float],
+        source: str,
+        name: str,
+        rated: Sequence[str],
+    ) -> list[dict[str, Any]]:
+        """`_rec_frame(...)`'s rows as dicts, as `iter_rows(named=True)` gives them."""
+        rows = self._book_dicts(isbns, REC_COLUMNS)
+        recs, because, titles, sims = self._reason_lists(run, list(isbns), list(rated))
+        reasons = {r: (b, t, s) for r, b, t, s in zip(recs, because, titles, sims, strict=True)}
+        for rank, (r, score) in enumerate(zip(rows, scores, strict=True), 1):
+            b, t, s = reasons.get(r["isbn"], (None, None, None))
+            r.update(
+                rank=rank,
+                score=float(score),
+                source=source,
+                model=name,
+                because_isbn=b,
+                because_title=t,
+                because_score=s,
+            )
+        return rows
 
     def _rec_frame(
         self,
@@ -923,9 +1060,7 @@ class Store:
         rated: Sequence[str],
     ) -> pl.DataFrame:
         """Recommended books as `recommend` returns them: metadata, rank, score, source, reason."""
-        recs = self.books(list(isbns)).select(
-            "isbn", "title", "author", "year", "image_url_m", "n_interactions", *FIELDS
-        )
+        recs = self.books(list(isbns)).select(REC_COLUMNS)
         recs = recs.with_columns(
             rank=pl.int_range(1, len(isbns) + 1),
             score=pl.Series(list(scores), dtype=pl.Float64),
@@ -1006,6 +1141,30 @@ class Store:
         item-based runs sum their stored item-item weights, embedding runs solve the reader's
         vector from the item vectors; no usable pick gets popularity within `facets`.
         Returns the books (as `recommend`) and how they were computed."""
+        plan, info = self._fold_plan(model, isbns, k, facets, exclude)
+        return self._rec_frame(*plan), info
+
+    def fold_in_rows(
+        self,
+        model: str | None,
+        isbns: Sequence[str],
+        k: int = 20,
+        facets: Mapping[str, tuple[str, ...]] | None = None,
+        exclude: Sequence[str] = (),
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """`fold_in` with the books as dicts (the JSON API: no frame built per request)."""
+        plan, info = self._fold_plan(model, isbns, k, facets, exclude)
+        return self._rec_rows(*plan), info
+
+    def _fold_plan(
+        self,
+        model: str | None,
+        isbns: Sequence[str],
+        k: int,
+        facets: Mapping[str, tuple[str, ...]] | None,
+        exclude: Sequence[str],
+    ) -> tuple[tuple[Mapping[str, Any], list[str], list[float], str, str, list[str]], dict]:
+        """`fold_in` before any metadata: ((run, isbns, scores, source, name, picks), info)."""
         from engine import foldin
 
         run = self._run(model)
@@ -1039,16 +1198,9 @@ class Store:
         if not top:
             pop = self.popular(facets=facets, k=k, exclude=sorted(skip))
             info.update(method="popularity within facets", exact=True)
-            out = self._rec_frame(
-                run,
-                pop["isbn"].to_list(),
-                pop["score"].to_list(),
-                "popularity_fallback",
-                "popular_books",
-                picks,
-            )
-            return out, info
-        return self._rec_frame(run, top, values, "model", run["model"], picks), info
+            named, values = pop["isbn"].to_list(), pop["score"].to_list()
+            return (run, named, values, "popularity_fallback", "popular_books", picks), info
+        return (run, top, values, "model", run["model"], picks), info
 
     def _warm_fold_in(self, run: Mapping[str, Any]) -> None:
         """What POST /api/v1/recommendations reads for a run, loaded before DuckDB's memory is
@@ -1091,23 +1243,11 @@ class Store:
             used = [i for i in picks if i in items.row]
             at = np.array([items.row[i] for i in used], dtype=np.int64)
             params = self._run_params(run_id).get("model", {})
-            if name == "als":
-                reg, alpha = float(params.get("reg", 10.0)), float(params.get("alpha", 40.0))
-                info.update(method=f"ALS user step (reg {reg:g}, alpha {alpha:g})", exact=False)
-                if not used:
-                    return None, None, []
-                vec = foldin.als_user(self._als_gram(run_id), items.raw[at], reg, alpha)
-                return items.isbns, items.raw @ vec.astype(np.float32), used
-            reg = foldin.ridge_reg(items.raw)
-            info.update(method=f"ridge on the picked books' vectors (reg {reg:.3g})", exact=False)
+            gram = self._als_gram(run_id) if name == "als" else None
+            vec, method = foldin.user_vector(name, params, items.raw, at, gram)
+            info.update(method=method, exact=False)
             if not used:
                 return None, None, []
-            picked = items.raw[at].astype(np.float64)
-            if name == "bpr":  # the last item column is a bias the user meets with a fixed 1
-                vec = foldin.ridge_user(picked[:, :-1], reg, 1.0 - picked[:, -1])
-                vec = np.append(vec, 1.0)
-            else:
-                vec = foldin.ridge_user(picked, reg)
             return items.isbns, items.raw @ vec.astype(np.float32), used
         info.update(method="none: the run stored no item weights or vectors", exact=False)
         return None, None, []

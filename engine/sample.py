@@ -51,6 +51,8 @@ SIZES: dict[str, SizeSpec] = {
     "small": SizeSpec(2_500, 1_500, 40_000, 0.97, 1.0, 150, 3),
     "medium": SizeSpec(25_000, 20_000, 150_000, 0.6, 1.4, 1_500, 5),
     "full": SizeSpec(271_379, 278_858, 1_149_780, 0.377, 1.8, 8_000, 8),
+    # 10x full, same shape (per-user activity and per-book popularity spread unchanged): scale tests.
+    "xl": SizeSpec(2_713_790, 2_788_580, 11_497_800, 0.377, 1.8, 8_000, 8),
 }
 
 COMMUNITY_SHARE = 0.8  # share of a user's interactions drawn from their community genres
@@ -591,7 +593,7 @@ def _genre_names(index: np.ndarray) -> pl.Series:
 
 
 def generate(size: str, seed: int = 0) -> SampleData:
-    """Generate a deterministic Book-Crossing-shaped sample of `size` (small, medium or full)."""
+    """Generate a deterministic Book-Crossing-shaped sample of `size` (small, medium, full or xl)."""
     if size not in SIZES:
         raise ConfigError(f"unknown sample size {size!r}", hint=f"Use one of: {', '.join(SIZES)}")
     if not isinstance(seed, int) or seed < 0:

@@ -205,9 +205,11 @@ def test_the_rate_limit_patience_is_a_setting(tmp_path: Path) -> None:
     always = lambda _n, _ts: "429ms"  # noqa: E731
     start = time.monotonic()
     # backoff_max 30 s would give 300 s of patience; the setting makes it 0.5 s
-    with FakeOpenAI(fault_for=always, retry_after=0.05) as server:
-        with pytest.raises(ProviderError, match="nothing but 429"):
-            run(con, llm_settings(server, backoff_max=30.0, rate_limit_wait=0.5))
+    with (
+        FakeOpenAI(fault_for=always, retry_after=0.05) as server,
+        pytest.raises(ProviderError, match="nothing but 429"),
+    ):
+        run(con, llm_settings(server, backoff_max=30.0, rate_limit_wait=0.5))
     assert time.monotonic() - start < 5
     with pytest.raises(ValueError, match="rate_limit_wait"):
         llm_settings(server, rate_limit_wait=-1.0)

@@ -100,3 +100,28 @@ def test_membership_helpers() -> None:
     assert keys.tolist() == [1, 3, 14]
     assert contains(keys, np.array([1, 2, 14, 15, 0])).tolist() == [True, False, True, False, False]
     assert not contains(np.array([], dtype=np.int64), np.array([1])).any()
+
+
+def test_sample_users_is_seeded_and_bounded():
+    """`[evaluate] max_users`: a seeded subset of the users with items, or None for all."""
+    from engine.evaluate.metrics import sample_users
+
+    rows = np.repeat(np.arange(0, 100, 2), 2)  # even users have items, odd ones none
+    part = sp.csr_matrix((np.ones(rows.size), (rows, np.arange(rows.size) % 7)), shape=(100, 7))
+    assert sample_users(part, 0, 1) is None
+    assert sample_users(part, 50, 1) is None  # not fewer than the 50 users with items
+    got = sample_users(part, 10, 1)
+    assert len(got) == 10 and (got % 2 == 0).all() and (np.diff(got) > 0).all()
+    assert np.array_equal(got, sample_users(part, 10, 1))
+    assert not np.array_equal(got, sample_users(part, 10, 2))
+
+
+def test_train_judges_a_sample_when_max_users_is_set(planted_db, monkeypatch):
+    from engine.models import stage
+
+    con, path = planted_db
+    full = stage.train(con, "popularity", {}, db_path=path).record.metrics
+    monkeypatch.setenv("BOOKREC_EVALUATE_MAX_USERS", "20")
+    sampled = stage.train(con, "popularity", {}, db_path=path).record
+    assert sampled.metrics["n_users"] == 20 < full["n_users"]
+    assert sampled.params["evaluate"]["max_users"] == 20

@@ -126,7 +126,7 @@ def test_llm_path_sends_the_vocabulary_and_redoes_books_when_it_changes(tmp_path
         assert (
             run(con, llm_settings(server, vocab=str(first))).pending == 0
         )  # same file: nothing to do
-        changed = write(tmp_path, "first.toml", SHELVES_TOML.replace("kids", "\"Little Ones\""))
+        changed = write(tmp_path, "first.toml", SHELVES_TOML.replace("kids", '"Little Ones"'))
         again = run(con, llm_settings(server, vocab=str(changed)))
         assert again.pending == 10 and len(server.log) > n
         assert all("Little Ones" in r.system for r in server.log[n:])

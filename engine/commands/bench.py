@@ -57,6 +57,13 @@ def bench() -> None:
     default=None,
     help="Torch threads (0 = one per core).",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train lightgcn / mf / ncf data-parallel on N local processes (engine.models.ddp).",
+)
 @click.option("--progress/--no-progress", default=None, help="Show a progress bar while training.")
 @click.option(
     "--json",
@@ -65,9 +72,13 @@ def bench() -> None:
     default=None,
     help="Also write the result as JSON.",
 )
-def lightgcn_cmd(train: Path, test: Path, model: str, json_out: Path | None, **flags) -> None:
+def lightgcn_cmd(
+    train: Path, test: Path, model: str, nproc: int, json_out: Path | None, **flags
+) -> None:
     """Fit a model on LightGCN-format train/test files; print recall/ndcg/precision@20 and timings."""
-    from engine.models import base, benchmark
+    import contextlib
+
+    from engine.models import base, benchmark, ddp
 
     known = {f for f in base.model_class(model).settings_cls.__dataclass_fields__}
     overrides = {k: v for k, v in flags.items() if v is not None and k in known}
@@ -79,12 +90,21 @@ def lightgcn_cmd(train: Path, test: Path, model: str, json_out: Path | None, **f
             f"eval {e.get('eval_seconds', 0):.1f}s"
         )
 
-    result = benchmark.run(train, test, model, overrides, on_eval=show)
+    with contextlib.ExitStack() as stack:
+        hooks = None
+        if nproc > 1:
+            ddp.check_model(model)
+            hooks = stack.enter_context(ddp.session(nproc, ddp.device_spec(model, flags["device"])))
+        result = benchmark.run(train, test, model, overrides, on_eval=show)
+    result["nproc"] = nproc
+    if hooks is not None:  # what each rank trained with (rank 0 restores its own count after)
+        result["torch_threads"] = hooks.threads(result["settings"]["num_threads"])
     d = result["data"]
     console.print(
         f"{model}: {d['n_users']:,} users, {d['n_items']:,} items, {d['n_train']:,} train / {d['n_test']:,} test; "
         f"load {result['load_seconds']:.1f}s, fit {result['fit_seconds']:.1f}s, total {result['total_seconds']:.1f}s, "
-        f"peak RSS {result['peak_rss_gb']:.2f} GB, {result['torch_threads']} torch threads"
+        f"peak RSS {result['peak_rss_gb']:.2f} GB (rank 0), {result['torch_threads']} torch threads"
+        + (f" per process, {nproc} processes" if nproc > 1 else "")
     )
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)

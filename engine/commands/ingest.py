@@ -1,4 +1,7 @@
-"""`bookrec ingest`: Book-Crossing CSVs (2004 dump, Kaggle, split-column) into the DuckDB file."""
+"""`bookrec ingest`: Book-Crossing CSVs (2004 dump, Kaggle, split-column) into the DuckDB file.
+
+`--append` adds a day's ratings (and new books/users) to an ingested database instead.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from rich.table import Table
 from engine import db
 from engine.commands.options import db_option, force_option
 from engine.config import load_settings
-from engine.ingest import STEPS, IngestResult, IngestSettings, run
+from engine.ingest import STEPS, IngestResult, IngestSettings, run, run_append
 from engine.ingest.formats import FORMATS
 
 _SOURCES = ("books", "users", "ratings")
@@ -28,15 +31,20 @@ _RULES = {
     "unknown_book": "ratings of ISBNs not in books (kept)",
     "unknown_user": "ratings by users not in users (kept)",
     "blank_lines": "blank lines skipped",
+    "explicit_kept": "implicit 0 kept the existing explicit rating",
 }
+# What an append did to each file's loaded rows (books/users: added or known; ratings: the rest).
+_UPSERT = ("added", "updated", "unchanged", "known")
 
 
 def summary_tables(result: IngestResult) -> list[Table]:
-    """Per file: detected format and counts read/loaded/rejected; then what each cleaning rule did."""
-    files = Table(title=f"ingest {result.run_id} ({result.seconds:.1f} s)")
+    """Per file: format and read/loaded/rejected; an append's added/updated/unchanged/known; rules."""
+    sources = [s for s in _SOURCES if s in result.counts]  # an append may leave out books/users
+    title = "ingest --append" if result.mode == "append" else "ingest"
+    files = Table(title=f"{title} {result.run_id} ({result.seconds:.1f} s)")
     for col in ("source", "file", "format", "encoding", "read", "loaded", "rejected"):
         files.add_column(col, justify="right" if col in ("read", "loaded", "rejected") else "left")
-    for src in _SOURCES:
+    for src in sources:
         c, f = result.counts[src], result.files[src]
         files.add_row(
             src,
@@ -47,35 +55,57 @@ def summary_tables(result: IngestResult) -> list[Table]:
             f"{c['loaded']:,}",
             f"{sum(c['rejected'].values()):,}",
         )
+    tables = [files]
+    if result.mode == "append":
+        upsert = Table(title="into the database")
+        for col in ("source", *_UPSERT):
+            upsert.add_column(col, justify="left" if col == "source" else "right")
+        for src in sources:
+            c = result.counts[src]
+            upsert.add_row(src, *(f"{c[k]:,}" if k in c else "" for k in _UPSERT))
+        tables.append(upsert)
     rules = Table(title="cleaning")
-    for col in ("rule", *_SOURCES):
+    for col in ("rule", *sources):
         rules.add_column(col, justify="left" if col == "rule" else "right")
-    reasons = sorted({r for src in _SOURCES for r in result.counts[src]["rejected"]})
+    reasons = sorted({r for src in sources for r in result.counts[src]["rejected"]})
     rows = [
-        (f"rejected: {r}", {s: result.counts[s]["rejected"].get(r) for s in _SOURCES})
+        (f"rejected: {r}", {s: result.counts[s]["rejected"].get(r) for s in sources})
         for r in reasons
     ]
     rows += [
-        (label, {s: result.counts[s].get(key) for s in _SOURCES}) for key, label in _RULES.items()
+        (label, {s: result.counts[s].get(key) for s in sources}) for key, label in _RULES.items()
     ]
     for label, per_source in rows:
         if any(per_source.values()):
             rules.add_row(
                 label,
-                *(f"{per_source[s]:,}" if per_source[s] is not None else "" for s in _SOURCES),
+                *(f"{per_source[s]:,}" if per_source[s] is not None else "" for s in sources),
             )
-    return [files, rules]
+    return [*tables, rules]
 
 
 @click.command()
 @click.option(
-    "--books", type=click.Path(path_type=Path, dir_okay=True), required=True, help="Books CSV."
+    "--books",
+    type=click.Path(path_type=Path, dir_okay=True),
+    help="Books CSV or Parquet (required unless --append).",
 )
 @click.option(
-    "--ratings", type=click.Path(path_type=Path, dir_okay=True), required=True, help="Ratings CSV."
+    "--ratings",
+    type=click.Path(path_type=Path, dir_okay=True),
+    required=True,
+    help="Ratings CSV or Parquet.",
 )
 @click.option(
-    "--users", type=click.Path(path_type=Path, dir_okay=True), required=True, help="Users CSV."
+    "--users",
+    type=click.Path(path_type=Path, dir_okay=True),
+    help="Users CSV or Parquet (required unless --append).",
+)
+@click.option(
+    "--append",
+    is_flag=True,
+    help="Add these files to the ingested database (upsert ratings, insert new books/users)"
+    " instead of replacing it; the same file twice adds nothing.",
 )
 @click.option(
     "--format",
@@ -93,15 +123,24 @@ def summary_tables(result: IngestResult) -> list[Table]:
 @db_option
 @force_option
 def ingest(
-    books: Path,
+    books: Path | None,
     ratings: Path,
-    users: Path,
+    users: Path | None,
+    append: bool,
     fmt: str | None,
     encoding: str | None,
     db_path: Path,
     force: bool,
 ) -> None:
-    """Read, clean and load Book-Crossing books, ratings and users (atomic; a no-op when unchanged)."""
+    """Read, clean and load Book-Crossing books, ratings and users (atomic; a no-op when unchanged).
+
+    With --append, upsert a day's ratings (and new books/users) into the existing database.
+    """
+    if not append and (books is None or users is None):
+        missing = " and ".join(
+            f"--{n}" for n, p in (("books", books), ("users", users)) if p is None
+        )
+        raise click.UsageError(f"Missing option {missing} (required unless --append)")
     settings = load_settings(IngestSettings, "ingest", {"format": fmt, "encoding": encoding})
     err = Console(stderr=True)
     con = db.connect(db_path)
@@ -123,9 +162,19 @@ def ingest(
                     completed=STEPS.index(message) if message in STEPS else None,
                 )
 
-            result = run(con, settings, books, ratings, users, force=force, progress=step)
+            if append:
+                result = run_append(
+                    con, settings, ratings, books, users, force=force, progress=step
+                )
+            else:
+                result = run(con, settings, books, ratings, users, force=force, progress=step)
     finally:
         con.close()
+    if result.skipped and append:
+        click.echo(
+            "ingest --append: every file was already applied; nothing changed. Use --force to apply again."
+        )
+        return
     if result.skipped:
         click.echo(
             f"ingest: up to date (fingerprint {result.fingerprint}); nothing changed. Use --force to run again."
@@ -134,7 +183,8 @@ def ingest(
     out = Console()
     for table in summary_tables(result):
         out.print(table)
-    click.echo(f"ingest: loaded into {db_path} (fingerprint {result.fingerprint})")
+    verb = "appended to" if append else "loaded into"
+    click.echo(f"ingest: {verb} {db_path} (fingerprint {result.fingerprint})")
 
 
 commands = [ingest]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -128,6 +129,14 @@ def _print_summary(summary: dict) -> None:
     help="After training on the split, refit on all interactions and serve that run (its "
     "metrics stay the split-trained run's; also reports the train+valid refit judged on test).",
 )
+@click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train lightgcn / mf / ncf data-parallel on N local processes (DDP; gloo on CPU, "
+    "NCCL on GPUs); rank 0, this process, alone evaluates and writes the run.",
+)
 @_positives_options
 def train(
     db_path: Path,
@@ -135,6 +144,7 @@ def train(
     model_name: str,
     tuned: bool,
     final: bool,
+    nproc: int,
     positives,
     threshold,
     kcore,
@@ -149,8 +159,15 @@ def train(
         from engine.errors import ConfigError
 
         raise ConfigError("--model best refits the default model: it needs --final")
-    con = db.connect(db_path)
-    try:
+    with contextlib.ExitStack() as stack:
+        if nproc > 1 or _distributed():
+            from engine.models import ddp
+
+            ddp.check_model(model_name)
+            if nproc > 1:
+                device = ddp.device_spec(model_name, flags["device"])
+                stack.enter_context(ddp.session(nproc, device))
+        con = stack.enter_context(contextlib.closing(db.connect(db_path)))
         if final:
             done = final_stage.train_final(
                 con,
@@ -171,8 +188,6 @@ def train(
                 tuned=tuned,
                 split_overrides=split_overrides,
             )
-    finally:
-        con.close()
     if final:
         _print_final(done)
         return
@@ -188,6 +203,13 @@ def train(
         f"recall@20 {m.get('recall@20', float('nan')):.4f} ndcg@20 {m.get('ndcg@20', float('nan')):.4f} · "
         f"sampled HR@10 {m.get('sampled_hr@10', float('nan')):.4f} · now current"
     )
+
+
+def _distributed() -> bool:
+    """Whether this process is rank 0 under torchrun (`python -m engine.models.ddp`)."""
+    from engine.models import trainer
+
+    return trainer.current_hooks().world_size > 1
 
 
 def _print_final(done) -> None:  # noqa: ANN001 - engine.models.final.FinalResult
@@ -390,4 +412,42 @@ def _print_rows(rows, title: str, cols: list[str]) -> None:
     console.print(table)
 
 
-commands = [split_cmd, train, evaluate, recommend, similar]
+@click.command("refresh")
+@db_option
+@force_option
+@click.option("--model", "models", multiple=True, help="Refresh only this model (repeatable).")
+def refresh_cmd(db_path: Path, force: bool, models: tuple[str, ...]) -> None:
+    """Serve new ratings without retraining: refit counting models, fold in changed readers."""
+    from engine.models import refresh
+
+    con = db.connect(db_path)
+    try:
+        done = refresh.refresh(con, models, db_path=db_path, force=force)
+    finally:
+        con.close()
+    wide = Console(width=max(console.width, 120))
+    table = Table(
+        title="refresh · each model's new current run, derived from its current one",
+        caption="refit = statistics recomputed from every rating; fold-in = item vectors (or item "
+        "weights) kept, changed and new readers solved from them; metrics stay the source run's. "
+        "A full retrain: `bookrec split`, then `bookrec train`.",
+    )
+    for col in (
+        "model",
+        "method",
+        "changed readers",
+        "new readers",
+        "unknown books",
+        "s",
+        "new run",
+    ):
+        table.add_column(col, justify="left" if col in ("model", "method", "new run") else "right")
+    for r in done:
+        table.add_row(*(str(v) for v in refresh.describe(r).values()))
+    wide.print(table)
+    for r in done:
+        if r.note:
+            click.echo(f"{r.model}: {r.note}")
+
+
+commands = [split_cmd, train, evaluate, recommend, similar, refresh_cmd]

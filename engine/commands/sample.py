@@ -12,7 +12,9 @@ from engine.config import load_settings
 
 
 @click.command()
-@click.option("--size", type=str, default=None, help="small | medium | full  [default: small]")
+@click.option(
+    "--size", type=str, default=None, help="small | medium | full | xl (10x full)  [default: small]"
+)
 @click.option(
     "--out",
     "out",

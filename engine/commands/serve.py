@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from engine import config, db
+from engine import config, db, snapshot
 from engine.commands.options import db_option
-from engine.errors import ConfigError
+from engine.errors import ConfigError, DatabaseError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,12 +21,15 @@ class ServeSettings:
     """[serve] in bookrec.toml, BOOKREC_SERVE_<FIELD>, or the flags.
 
     workers: processes, each with its own copy of the indexes (~1.4 GB at full Book-Crossing size);
-    0 means one per core, at most 4. threads: requests one worker answers at once."""
+    0 means one per core, at most 4. threads: requests one worker answers at once.
+    reload_poll: seconds between checks for a newer stage run in the database (then the workers
+    are replaced, one snapshot later); 0 turns the check off (a SIGHUP still reloads)."""
 
     host: str = "127.0.0.1"
     port: int = 8050
     workers: int = 0
     threads: int = 4
+    reload_poll: float = 5.0
     # the JSON API's bearer token: required when host is not loopback (never printed or logged)
     api_token: str = dataclasses.field(default="", repr=False)
 
@@ -35,6 +38,8 @@ class ServeSettings:
             raise ValueError(f"port {self.port} is not in 1..65535")
         if self.workers < 0 or self.threads < 1:
             raise ValueError("workers must be >= 0 and threads >= 1")
+        if not 0 <= self.reload_poll < float("inf"):
+            raise ValueError(f"reload_poll {self.reload_poll} must be >= 0 seconds")
 
     @property
     def processes(self) -> int:
@@ -82,6 +87,24 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
+def _first_snapshot(db_path: Path) -> Path:
+    """Publish the snapshot the workers open first (a missing or stale database fails here, in
+    one line); while a stage holds the file, serve the last snapshot if there is one."""
+    try:
+        return snapshot.publish(db_path)
+    except DatabaseError as exc:
+        last = snapshot.current(db_path)
+        if last is None or "in use" not in exc.what:
+            raise
+        found = snapshot.state(db_path) or {}
+        click.echo(
+            f"bookrec: {exc.what}: serving the last snapshot (stage {found.get('stage')} at "
+            f"{found.get('finished_at')}) until it is free",
+            err=True,
+        )
+        return last
+
+
 @click.command()
 @db_option
 @click.option(
@@ -103,6 +126,13 @@ def _check_port(host: str, port: int) -> None:
     "--threads", default=None, type=click.IntRange(1, 64), help="Threads per worker.  [default: 4]"
 )
 @click.option(
+    "--reload-poll",
+    default=None,
+    type=click.FloatRange(0),
+    help="Seconds between checks for a newer stage run (workers then reload; 0: off, SIGHUP "
+    "still reloads).  [default: 5]",
+)
+@click.option(
     "--api-token",
     default=None,
     help="Bearer token the JSON API (/api/v1) requires; needed when --host is not loopback "
@@ -120,10 +150,12 @@ def serve(
     port: int | None,
     workers: int | None,
     threads: int | None,
+    reload_poll: float | None,
     api_token: str | None,
     debug: bool,
 ) -> None:
-    """Start the dashboard (http://127.0.0.1:8050 by default); the database is opened read-only."""
+    """Start the dashboard (http://127.0.0.1:8050 by default) over a read-only snapshot of the
+    database, renewed when a stage records a new run (--debug: the file itself, no reloads)."""
     settings = config.load_settings(
         ServeSettings,
         "serve",
@@ -132,6 +164,7 @@ def serve(
             "port": port,
             "workers": workers,
             "threads": threads,
+            "reload_poll": reload_poll,
             "api_token": api_token,
         },
     )
@@ -139,17 +172,25 @@ def serve(
         _check_debug(settings.host)
     _check_token(settings.host, settings.api_token)
     _check_port(settings.host, settings.port)
-    # a missing or stale database fails here, in one line, before the server starts
-    db.connect(db_path, read_only=True).close()
     if not debug:
         from app.server import API_TOKEN_VAR, command, thread_env  # loaded in the new process
 
-        argv = command(db_path, settings.host, settings.port, settings.processes, settings.threads)
+        argv = command(
+            db_path,
+            settings.host,
+            settings.port,
+            settings.processes,
+            settings.threads,
+            snapshot=_first_snapshot(db_path),
+            reload_poll=settings.reload_poll,
+        )
         env = thread_env(settings.processes)
         env.pop(API_TOKEN_VAR, None)
         if settings.api_token:
             env[API_TOKEN_VAR] = settings.api_token  # the environment, not argv (ps shows argv)
         os.execve(argv[0], argv, env)
+    # a missing or stale database fails here, in one line, before the server starts
+    db.connect(db_path, read_only=True).close()
     from app.main import create_app  # the dashboard's imports (dash, plotly) stay out of the engine
 
     start = time.perf_counter()

@@ -34,13 +34,14 @@ import polars as pl
 
 from engine import db
 from engine.enrich import prompt
-from engine.enrich.align import ReplyError, align, parse_items
+from engine.enrich.align import ReplyError, align, empty_reason, parse_items
 from engine.enrich.llm import _error_message, parse_completion, request_body
 from engine.enrich.prompt import BookRef
 from engine.enrich.scheduler import Asked, Stats, labels_row
 from engine.enrich.schema import BookLabels
 from engine.enrich.settings import EnrichSettings
 from engine.enrich.store import DuckSink
+from engine.enrich.vocab import Vocabulary
 from engine.errors import ConfigError, ProviderError
 
 log = logging.getLogger("engine.enrich")
@@ -87,16 +88,22 @@ def structured_mode(settings: EnrichSettings) -> str:
 
 
 def build_lines(
-    books: Iterable[BookRef], *, model: str, mode: str, temperature: float | None, batch_size: int
+    books: Iterable[BookRef],
+    *,
+    model: str,
+    mode: str,
+    temperature: float | None,
+    batch_size: int,
+    vocabulary: Vocabulary | None = None,
 ) -> Iterator[Line]:
-    """The JSONL requests for `books`, `batch_size` books each, built as the live path builds them."""
+    """The JSONL requests for `books`, `batch_size` books each, built as the live path builds them
+    (with the user's vocabulary, when there is one, in the system prompt)."""
     chunk: list[BookRef] = []
 
     def line(chunk: list[BookRef]) -> Line:
         pairs = [(str(n + 1), b) for n, b in enumerate(chunk)]
-        body = request_body(
-            model, prompt.build_messages(pairs), mode, prompt.max_tokens(len(chunk)), temperature
-        )
+        messages = prompt.build_messages(pairs, vocabulary)
+        body = request_body(model, messages, mode, prompt.max_tokens(len(chunk)), temperature)
         custom_id = f"{chunk[0].isbn}+{len(chunk)}"
         record = {"custom_id": custom_id, "method": "POST", "url": ENDPOINT, "body": body}
         text = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
@@ -139,6 +146,7 @@ def plan_batches(books: list[BookRef], settings: EnrichSettings) -> int:
         mode=structured_mode(settings),
         temperature=settings.temperature,
         batch_size=settings.batch_size,
+        vocabulary=settings.vocabulary(),
     )
     return sum(1 for _ in split_files(lines, settings.batch_max_requests, settings.batch_max_bytes))
 
@@ -261,6 +269,7 @@ class BatchRun:
         self._sleep, self._clock = sleep, clock
         self.model = settings.resolved_model("openai")
         self.mode = structured_mode(settings)
+        self.vocabulary = settings.vocabulary()  # the live path's: same prompt, same filter
         self.price_in = settings.price_input_per_mtok * settings.batch_price_factor
         self.price_out = settings.price_output_per_mtok * settings.batch_price_factor
         self.stats = Stats()
@@ -300,6 +309,7 @@ class BatchRun:
             mode=self.mode,
             temperature=self.settings.temperature,
             batch_size=self.settings.batch_size,
+            vocabulary=self.vocabulary,
         )
         for chunk in split_files(
             lines, self.settings.batch_max_requests, self.settings.batch_max_bytes
@@ -486,7 +496,8 @@ class BatchRun:
         estimated = pt is None or ct is None
         if pt is None:
             refs = books_by_isbn(self.con, isbns)
-            pt = prompt.estimate_request([(str(n + 1), b) for n, b in enumerate(refs)])[0]
+            pairs = [(str(n + 1), b) for n, b in enumerate(refs)]
+            pt = prompt.estimate_request(pairs, self.vocabulary)[0]
         if ct is None:
             ct = prompt.estimate_tokens(text or "")
         cost = (pt * self.price_in + ct * self.price_out) / 1e6
@@ -503,12 +514,14 @@ class BatchRun:
             request.update(status="unusable", error=str(exc))
             self._leftover(out, isbns, f"unusable reply: {exc}")
             return
-        found = align(list(ids), items)
+        found = align(list(ids), items, self.vocabulary)
         self.stats.dropped_ids += len(found.dropped)
+        self.stats.outside_vocab += found.n_outside()
         for local, labels in found.complete.items():
             out.rows.append(labels_row(ids[local], labels, [], None))
         for local, (labels, empty) in found.incomplete.items():
-            self._leftover(out, [ids[local]], "empty in reply", (labels, empty))
+            outside = tuple(found.outside.get(local, {}))
+            self._leftover(out, [ids[local]], "empty in reply", (labels, empty), outside)
         if found.missing:
             self.stats.reasked += len(found.missing)
             self._leftover(out, [ids[m] for m in found.missing], "missing from 1 replies")
@@ -519,20 +532,24 @@ class BatchRun:
         isbns: list[str],
         reason: str,
         partial: tuple[BookLabels, list[str]] | None = None,
+        outside: tuple[str, ...] = (),
     ) -> None:
         """A book the batch did not finish: live retry, end state (no attempts left), or next run."""
         labels, empty = partial if partial else (None, [])
         for isbn in isbns:
             if self.settings.batch_retry == "live" and self.settings.max_attempts > 1:
-                out.live[isbn] = Asked(1, labels, list(empty))
+                out.live[isbn] = Asked(1, labels, list(empty), outside)
                 self.batch.retried_live += 1
             elif self.settings.batch_retry == "live" and labels is not None:
                 # The live rule with no attempt left: stored with its empty fields and the reason.
-                out.rows.append(labels_row(isbn, labels, empty, "empty in reply after 1 asks"))
+                out.rows.append(labels_row(isbn, labels, empty, empty_reason(1, empty, outside)))
             else:
                 if self.settings.batch_retry == "next-run":
                     self.batch.left_for_next_run += 1
                 why = f"{reason}: {', '.join(empty)}" if labels is not None else reason
+                off = [f for f in empty if f in outside]
+                if off:
+                    why += f" (labels outside the vocabulary dropped: {', '.join(off)})"
                 out.failures.append({"isbn": isbn, "reason": f"batch: {why}", "attempts": 1})
 
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import backoff
 
 from engine.enrich import prompt
-from engine.enrich.align import ReplyError, align, merge, parse_items
+from engine.enrich.align import ReplyError, align, empty_reason, merge, parse_items
 from engine.enrich.llm import Completion, LLMClient, RequestFailed
 from engine.enrich.prompt import BookRef
 from engine.enrich.ratelimit import RateBudget
@@ -37,6 +37,7 @@ class Stats:
     rate_limited: int = 0  # 429 replies (they cost no book an attempt)
     reasked: int = 0  # books asked again (missing from a reply, or fields empty)
     dropped_ids: int = 0  # reply items with ids we never asked for
+    outside_vocab: int = 0  # labels dropped as not in the user's vocabulary (--vocab)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
@@ -76,6 +77,7 @@ class _Book:
     attempts: int = 0
     partial: BookLabels | None = None  # first answer with empty fields, kept for the refill
     partial_fields: list[str] = field(default_factory=list)
+    outside: set[str] = field(default_factory=set)  # fields whose labels were outside the vocab
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Asked:
     attempts: int
     partial: BookLabels | None = None
     partial_fields: list[str] = field(default_factory=list)
+    outside: tuple[str, ...] = ()  # fields whose labels were outside the user's vocabulary
 
 
 @dataclass
@@ -185,7 +188,9 @@ class Scheduler:
         for b in books:
             h = history.get(b.isbn)
             self._books[b.isbn] = (
-                _Book(b, h.attempts, h.partial, list(h.partial_fields)) if h else _Book(b)
+                _Book(b, h.attempts, h.partial, list(h.partial_fields), set(h.outside))
+                if h
+                else _Book(b)
             )
         self.stats.books = self._open = len(self._books)
         isbns = list(self._books)
@@ -406,8 +411,12 @@ class Scheduler:
                 half = (len(job.isbns) + 1) // 2  # cut off by max_tokens: smaller batches fit
                 return self._retry_split(job, half)
             return self._retry(job, f"unusable reply: {exc}", None)
-        found = align(list(ids), items)
+        found = align(list(ids), items, self.vocabulary)
         self.stats.dropped_ids += len(found.dropped)
+        self.stats.outside_vocab += found.n_outside()
+        for local, per_field in found.outside.items():
+            self._books[ids[local]].outside.update(per_field)
+            log.debug("book %s: labels outside the vocabulary dropped: %s", ids[local], per_field)
         out = _Outcome()
         for local, labels in found.complete.items():
             isbn = ids[local]
@@ -425,7 +434,7 @@ class Scheduler:
                 continue
             merged = merge(book.partial, labels, book.partial_fields) if book.partial else labels
             still = merged.empty_fields(set(ALL_FIELDS))
-            reason = f"empty in reply after {book.attempts} asks" if still else None
+            reason = empty_reason(book.attempts, still, book.outside) if still else None
             out.rows.append(labels_row(isbn, merged, still, reason))
         if refill:
             self.stats.reasked += len(refill)

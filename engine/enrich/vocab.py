@@ -11,8 +11,10 @@ import json
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
+from engine.enrich.schema import normalize_label
 from engine.errors import ConfigError
 
 # Genre names include the sample generator's planted genres exactly (Mystery ... Poetry).
@@ -190,6 +192,30 @@ class Vocabulary:
         """A short hash of every label and description (part of the zero-shot and LLM prompt versions)."""
         blob = json.dumps({f: dict(v) for f, v in self.fields.items()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+    @cached_property
+    def _lookup(self) -> dict[str, dict[str, str]]:
+        out: dict[str, dict[str, str]] = {}
+        for f in self.custom:
+            table = out.setdefault(f, {})
+            for label in self.fields[f]:
+                table.setdefault(label_key(label), label)
+        return out
+
+    def allowed(self, field: str, label: str) -> str | None:
+        """For a field the user's file sets: the vocabulary's own spelling of `label` when it is
+        one of its labels (compared as `label_key` does), else None. Fields with bookrec's
+        defaults take any label (the LLM prompt leaves them free): `label` itself."""
+        if field not in self.custom:
+            return label
+        return self._lookup[field].get(label_key(label))
+
+
+def label_key(label: str) -> str:
+    """How an LLM label is matched to a vocabulary label: the reply's normalisation (spaces
+    collapsed, ends trimmed of punctuation, title case), then case-folded. 'science  fiction.'
+    matches 'Science Fiction'; 'Sci-Fi' or 'Science-Fiction' do not."""
+    return normalize_label(label).casefold()
 
 
 DEFAULT = Vocabulary(VOCABULARIES)

@@ -103,14 +103,19 @@ def evaluate(
             )
             continue
         params = json.loads(run["params"]) if run.get("params") else {}
-        if params.get("protocol") == "final":  # trained on test too: its figures are its
-            entries.append(  # split-trained run's, never a re-evaluation on seen data
+        protocol = params.get("protocol")
+        if protocol in ("final", "refresh"):  # trained on test too: its figures are its
+            what = {  # split-trained run's, never a re-evaluation on seen data
+                "final": "final: refit on all data",
+                "refresh": f"refresh of run {params.get('refreshed_from')}",
+            }[protocol]
+            entries.append(
                 Entry(
                     run["model"],
                     run["run_id"],
                     run["split_id"],
                     stored,
-                    f"final: refit on all data; metrics of run {params.get('metrics_from')}",
+                    f"{what}; metrics of run {params.get('metrics_from')}",
                     fit_s,
                 )
             )

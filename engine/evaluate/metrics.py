@@ -41,6 +41,19 @@ def mask_rows(scores: torch.Tensor, m: sp.csr_matrix, users: np.ndarray) -> None
     ] = -math.inf
 
 
+def sample_users(part: sp.csr_matrix | None, max_users: int, seed: int) -> np.ndarray | None:
+    """A seeded sample of at most `max_users` users with items in `part`, sorted; None (all of
+    them) when `max_users` is 0 or not fewer than those users. For catalogues where ranking every
+    user over every item takes hours (`[evaluate] max_users`)."""
+    if part is None or max_users <= 0:
+        return None
+    users = np.flatnonzero(np.diff(part.tocsr().indptr) > 0)
+    if len(users) <= max_users:
+        return None
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(users, max_users, replace=False))
+
+
 def full_ranking(
     score_fn: ScoreFn,
     train: sp.csr_matrix,

@@ -2,9 +2,11 @@
 
 `run(con, settings, books, ratings, users)` is the stage; `formats` recognises files, `read`
 parses them (Polars fast path, line-level fallback with line numbers), `clean` holds the pure
-cleaning rules.
+cleaning rules. `run_append(con, settings, ratings, books=, users=)` (module `append`) upserts a
+day's new files into an ingested database with the same reading, cleaning and run records.
 """
 
+from engine.ingest.append import run_append
 from engine.ingest.stage import (
     STAGE,
     STEPS,
@@ -27,4 +29,5 @@ __all__ = [
     "load_inputs",
     "prepare",
     "run",
+    "run_append",
 ]

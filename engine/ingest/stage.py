@@ -7,7 +7,7 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +61,7 @@ class IngestSettings:
 
 @dataclass(frozen=True)
 class IngestResult:
-    """What one `run` did: skipped as up to date, or loaded with these counts."""
+    """What one `run` (or `run_append`) did: skipped as up to date, or loaded with these counts."""
 
     fingerprint: str
     skipped: bool
@@ -69,6 +69,7 @@ class IngestResult:
     files: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    mode: Literal["full", "append"] = "full"
 
 
 Progress = Callable[[str], None]
@@ -136,15 +137,20 @@ def load_inputs(
     settings: IngestSettings, books: str | Path, ratings: str | Path, users: str | Path
 ) -> Inputs:
     """Load and recognise the three files (InputFileError / FormatError on unusable ones)."""
-    paths = {"books": Path(books), "users": Path(users), "ratings": Path(ratings)}
+    return load_files(settings, {"books": books, "users": users, "ratings": ratings})
+
+
+def load_files(settings: IngestSettings, given: Mapping[str, str | Path]) -> Inputs:
+    """Load and recognise the files given per source (books, users, ratings, or some of them)."""
+    paths = {src: Path(given[src]) for src in formats.SOURCES if src in given}
 
     def load(src: str) -> tuple[bytes, dict[str, Any]]:
         data = formats.load_bytes(src, paths[src])
         return formats.strip_bom(data), _file_fingerprint(paths[src], data)
 
-    # File reads and SHA-256 release the GIL: the three files load side by side. map() yields
-    # in order, so the first unusable file (books, users, ratings) is still the one reported.
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    # File reads and SHA-256 release the GIL: the files load side by side. map() yields in
+    # order, so the first unusable file (books, users, ratings) is still the one reported.
+    with ThreadPoolExecutor(max_workers=len(paths)) as pool:
         loaded = dict(zip(paths, pool.map(load, paths), strict=True))
     blobs = {src: blob for src, (blob, _) in loaded.items()}
     prints = {src: fp for src, (_, fp) in loaded.items()}
@@ -153,6 +159,69 @@ def load_inputs(
         for src in paths
     }
     return Inputs(paths, blobs, fmts, prints)
+
+
+def prepare_source(
+    settings: IngestSettings, inputs: Inputs, src: str, progress: Progress | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """Read and clean one file: its cleaned table (no `line`), rejected rows and counts."""
+    step = progress or (lambda _msg: None)
+    step(f"reading {src}")
+    result = read.read_file(inputs.formats[src], inputs.blobs[src])
+    step(f"cleaning {src}")
+    cleaned = _clean(src, result.frame, settings, settings.resolved()["max_year"])
+    rows = _rejected_rows(src, result, cleaned)
+    return cleaned.frame.drop("line"), rows, _source_counts(result, cleaned, rows)
+
+
+def file_records(inputs: Inputs) -> dict[str, Any]:
+    """Per file, what ingest_runs.files holds: path, name, bytes, SHA-256 and detected format."""
+    return {
+        src: {
+            "path": str(inputs.paths[src]),
+            **inputs.fingerprints[src],
+            **inputs.formats[src].describe(),
+        }
+        for src in inputs.paths
+    }
+
+
+def rejected_total(counts: Mapping[str, Any]) -> int:
+    """All rejected rows over the per-source counts."""
+    return sum(sum(c["rejected"].values()) for c in counts.values() if isinstance(c, dict))
+
+
+def new_run_id(started: dt.datetime) -> str:
+    """A sortable, unique ingest run id: start time plus 8 random hex digits."""
+    return f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def utcnow() -> dt.datetime:
+    """Now in UTC, naive (as TIMESTAMP columns store it)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def insert_run(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    started: dt.datetime,
+    fp: str,
+    files: Mapping[str, Any],
+    counts: Mapping[str, Any],
+) -> None:
+    """The ingest_runs row of one run (full or append); call inside its transaction."""
+    db.execute(
+        con,
+        "ingest_run_insert",
+        {
+            "run_id": run_id,
+            "started_at": started,
+            "finished_at": utcnow(),
+            "fingerprint": fp,
+            "files": json.dumps(files, sort_keys=True),
+            "counts": json.dumps(counts, sort_keys=True),
+        },
+    )
 
 
 def prepare(
@@ -166,20 +235,12 @@ def prepare(
     `on_table(source, frame)` is called as soon as each cleaned table is ready, before the next
     file is read, so that a caller can write it meanwhile.
     """
-    step = progress or (lambda _msg: None)
-    max_year = settings.resolved()["max_year"]
     frames: dict[str, pl.DataFrame] = {}
     rejected: list[pl.DataFrame] = []
-    counts: dict[str, Any] = {}
-    for src in ("books", "users", "ratings"):
-        step(f"reading {src}")
-        result = read.read_file(inputs.formats[src], inputs.blobs[src])
-        step(f"cleaning {src}")
-        cleaned = _clean(src, result.frame, settings, max_year)
-        rows = _rejected_rows(src, result, cleaned)
+    counts: dict[str, Any] = {"mode": "full"}
+    for src in formats.SOURCES:
+        frames[src], rows, counts[src] = prepare_source(settings, inputs, src, progress)
         rejected.append(rows)
-        counts[src] = _source_counts(result, cleaned, rows)
-        frames[src] = cleaned.frame.drop("line")
         if on_table is not None:
             on_table(src, frames[src])
     # One lazy select (run in parallel) rather than two eager, single-threaded Series ops.
@@ -197,16 +258,8 @@ def prepare(
         .collect()
     )
     counts["ratings"] |= {k: int(v) for k, v in unknown.row(0, named=True).items()}
-    counts["rejected_total"] = sum(sum(counts[s]["rejected"].values()) for s in frames)
-    files = {
-        src: {
-            "path": str(inputs.paths[src]),
-            **inputs.fingerprints[src],
-            **inputs.formats[src].describe(),
-        }
-        for src in inputs.paths
-    }
-    return Prepared(frames, pl.concat(rejected), files, counts)
+    counts["rejected_total"] = rejected_total(counts)
+    return Prepared(frames, pl.concat(rejected), file_records(inputs), counts)
 
 
 def run(
@@ -221,7 +274,7 @@ def run(
 ) -> IngestResult:
     """Ingest three Book-Crossing files into `con`; a no-op when inputs and settings are unchanged."""
     step = progress or (lambda _msg: None)
-    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    started = utcnow()
     t0 = time.perf_counter()
     step(STEPS[0])
     inputs = load_inputs(settings, books, ratings, users)
@@ -229,7 +282,7 @@ def run(
     fp = pipeline.fingerprint(resolved, inputs.fingerprints)
     if not force and pipeline.is_current(con, STAGE, fp):
         return IngestResult(fp, skipped=True, seconds=time.perf_counter() - t0)
-    run_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    run_id = new_run_id(started)
     with db.transaction(con):
         # Each table is written while the next file is read and cleaned (DuckDB releases the
         # GIL). Still one transaction: a failure in preparing or writing rolls it all back.
@@ -246,18 +299,7 @@ def run(
         db.replace_table(
             con, "rejected_rows", prep.rejected.select(pl.lit(run_id).alias("run_id"), pl.all())
         )
-        db.execute(
-            con,
-            "ingest_run_insert",
-            {
-                "run_id": run_id,
-                "started_at": started,
-                "finished_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                "fingerprint": fp,
-                "files": json.dumps(prep.files, sort_keys=True),
-                "counts": json.dumps(prep.counts, sort_keys=True),
-            },
-        )
+        insert_run(con, run_id, started, fp, prep.files, prep.counts)
         summary = {s: prep.counts[s]["loaded"] for s in prep.frames}
         summary |= {"rejected": prep.counts["rejected_total"], "run_id": run_id}
         pipeline.record(con, STAGE, fp, resolved, inputs.fingerprints, summary)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,6 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from engine.config import as_dict
 from engine.errors import ConfigError
+from engine.models import memory
 from engine.models.base import (
     Callback,
     Dataset,
@@ -49,54 +47,23 @@ class EASESettings:
             raise ValueError("ease needs reg > 0, top_items >= 0 and max_items >= 0")
 
 
-def available_memory_bytes() -> int:
-    """Memory this process may still take: MemAvailable, capped by a cgroup v2 limit if any."""
-    avail = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max":
-            avail = min(avail, int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    return max(avail, 0)
-
-
 def check_size(n: int, settings: EASESettings, device: torch.device) -> None:
     """Refuse up front, with the size it would need, a catalogue whose dense n x n will not fit."""
-    dense = n * n * 4
     # cuda: gram, Cholesky factor and inverse; cpu: the in-place LAPACK matrix + as much headroom
     copies = 3 if device.type == "cuda" else 2
-    need = dense * copies
-    if device.type == "cuda":
-        budget, where = torch.cuda.mem_get_info(device)[0], f"free on {device}"
-    else:
-        budget, where = available_memory_bytes(), "available"
-    if settings.memory_gb > 0:
-        budget, where = int(settings.memory_gb * 2**30), "allowed by ease memory_gb"
-    fits = int(math.sqrt(budget / (4 * copies)))
+    budget, where = memory.budget(device, settings.memory_gb, "ease memory_gb")
     hint = (
-        "Use itemknn or rp3beta (sparse, no n x n matrix), or keep the most popular items with "
-        f"[ease] top_items = N (N <= {fits:,} fits)"
+        f"{memory.SPARSE_HINT}, or keep the most popular items with [ease] top_items = N "
+        f"(N <= {memory.dense_fit(n, copies, budget):,} fits)"
     )
     if settings.max_items and n > settings.max_items:
         raise ConfigError(
-            f"EASE would need a dense {n:,} x {n:,} item matrix, above ease max_items "
+            f"EASE would need {memory.dense_items_text(n)}, above ease max_items "
             f"({settings.max_items:,})",
             hint=hint,
         )
-    if need > budget:
-        raise ConfigError(
-            f"EASE would need a dense {n:,} x {n:,} float32 item matrix ({dense / 2**30:.1f} GB, "
-            f"about {need / 2**30:.1f} GB while solving) but only {budget / 2**30:.1f} GB is {where}",
-            hint=hint,
-        )
+    what = f"{memory.dense_items_text(n)}, {copies} of them while solving"
+    memory.require("EASE", copies * memory.dense_items_bytes(n), what, hint, budget, where)
 
 
 def ease_weights_cpu(gram: np.ndarray, reg: float) -> np.ndarray:

@@ -26,7 +26,7 @@ import duckdb
 
 from engine import config, db, pipeline
 from engine.errors import StageNotReadyError
-from engine.evaluate.metrics import full_ranking
+from engine.evaluate.metrics import full_ranking, sample_users
 from engine.models import runs, stage
 from engine.models.base import build
 from engine.models.trainer import resolve_device
@@ -112,6 +112,9 @@ def train_final(
             ks=settings.ks,
             batch_size=settings.batch_size,
             device=resolve_device(settings.device),
+            users=sample_users(
+                with_valid.test, settings.max_users, int(info.settings.get("seed", 2020))
+            ),
         ).items()
         if "@" in k
     }

@@ -12,6 +12,7 @@ import torch
 
 from engine.config import as_dict
 from engine.errors import ConfigError
+from engine.models import memory
 from engine.models.base import (
     Callback,
     Dataset,
@@ -41,6 +42,33 @@ class GFCFSettings:
     dense_max_gb: float = 8.0
     device: str = "auto"  # where scores are returned; the filter itself runs on the CPU
     num_threads: int = 0
+
+
+def graph_bytes(nnz: int) -> int:
+    """R, R~ (scipy) and R~, R~^T as torch CSR with int64 indices."""
+    return 2 * nnz * 8 + 2 * nnz * 12
+
+
+def check_size(data: Dataset, s: GFCFSettings) -> None:
+    """Refuse up front (nothing allocated yet) data whose item x item filter will not fit in memory."""
+    users, n = data.n_users, data.n_items
+    k = min(s.svd_k, max(1, min(users, n) - 1)) if s.alpha > 0 else 0
+    dense = memory.dense_items_bytes(n) <= s.dense_max_gb * 1e9
+    factored = graph_bytes(data.train.nnz)
+    if k:  # the SVD's working set, then V^T, V D^1/2 [k, items] and r D^-1/2 V^T [users, k]
+        factored += memory.svd_bytes(users, n, k) + (users + 2 * n) * k * memory.FLOAT
+    if dense:  # the blocks of P, then one [rows, items] score block per batch of users
+        need = factored + memory.dense_items_bytes(n) + memory.score_block_bytes(n)
+        how = "kept dense (gfcf dense_max_gb)"
+    else:  # per batch: R~ x^T [users, rows], R~^T R~ x^T [items, rows] and the [rows, items] scores
+        need = factored + memory.score_block_bytes(users + 2 * n)
+        how = f"applied factored: R~, its top-{k} SVD and {memory.SCORE_ROWS}-user score blocks"
+    budget, where = memory.budget(torch.device("cpu"))
+    hint = f"{memory.SPARSE_HINT}, or EASE over the most popular items ([ease] top_items = N)"
+    if dense and factored + memory.score_block_bytes(users + 2 * n) <= budget:
+        hint += ", or [gfcf] dense_max_gb = 0 (the factored filter fits)"
+    what = f"its item x item filter, {memory.dense_items_text(n)}, {how}"
+    memory.require("GF-CF", need, what, hint, budget, where)
 
 
 def _degree_inv_sqrt(counts: np.ndarray) -> np.ndarray:
@@ -256,6 +284,7 @@ class GFCF(Recommender):
         if settings is not None:
             self.settings = settings
         s = self.settings
+        check_size(data, s)
         set_threads(s.num_threads)
         t0 = time.perf_counter()
         graph = normalized_graph(data.train)

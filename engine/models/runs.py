@@ -21,6 +21,14 @@ from engine import db
 from engine.models.data import IdMaps
 from engine.neighbours import NEIGHBOURS, nearest, unit_rows
 
+# what a run derived with `copy_from` starts from (sql/queries/refresh.sql)
+COPIED = (
+    "item_embeddings",
+    "item_neighbours",
+    "user_embeddings",
+    "recommendations",
+    "item_weights",
+)
 _METRIC_RE = re.compile(r"^(?P<name>[a-z_]+)@(?P<k>\d+)$")
 
 
@@ -205,9 +213,11 @@ def write_run(
     recommendations: pl.DataFrame | None = None,
     also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    copy_from: str | None = None,
 ) -> None:
     """Insert the run as its model's only current run, with history, embeddings, the items'
-    nearest items and top-N: all or nothing."""
+    nearest items and top-N: all or nothing. `copy_from`: start from a copy of that run's
+    payload (embeddings, neighbours, top-N, item weights; `bookrec refresh`)."""
     params = {
         "run_id": record.run_id,
         "model": record.model,
@@ -233,6 +243,13 @@ def write_run(
         with db.transaction(con):
             db.execute(con, "run_unset_current", {"model": record.model})
             db.execute(con, "run_insert", params)
+            if copy_from is not None:
+                for part in COPIED:
+                    db.execute(
+                        con,
+                        f"refresh_copy_{part}",
+                        {"new_run": record.run_id, "old_run": copy_from},
+                    )
             history = history_frame(record)
             if history.height:
                 db.append_table(con, "run_metrics", history)

@@ -17,6 +17,7 @@ import torch
 
 from engine.config import as_dict
 from engine.errors import ConfigError
+from engine.models import memory
 from engine.models.base import (
     Callback,
     Dataset,
@@ -28,6 +29,7 @@ from engine.models.base import (
 from engine.models.checkpoint import pack_csr, unpack_csr
 from engine.models.gfcf import (
     NormalizedGraph,
+    graph_bytes,
     normalized_graph,
     sparse_rows_dense_t,
     top_singular,
@@ -137,6 +139,29 @@ def split_plan(
     return exact
 
 
+def check_size(data: Dataset, s: ChebyCFSettings) -> None:
+    """Refuse up front (nothing allocated yet) data whose filter and score batches will not fit."""
+    users, n = data.n_users, data.n_items
+    k = min(s.ideal_k, max(1, min(users, n) - 1)) if s.ideal_k > 0 else 0
+    rows = max(1, min(s.batch_size, memory.SCORE_ROWS))
+    # R~ (+ r D^-beta), the SVD's working set and V^T; per batch ~5 dense [items, rows] filter
+    # vectors and R~ x^T [users, rows], plus the [SCORE_ROWS, items] block handed to the evaluator.
+    fixed = graph_bytes(data.train.nnz) + data.train.nnz * 8 + memory.score_block_bytes(n)
+    if k:
+        fixed += memory.svd_bytes(users, n, k) + n * k * memory.FLOAT
+    per_row = (5 * n + users) * memory.FLOAT
+    need = fixed + rows * per_row
+    budget, where = memory.budget(torch.device("cpu"))
+    hint = f"{memory.SPARSE_HINT}, or EASE over the most popular items ([ease] top_items = N)"
+    if fixed < budget:
+        hint += f", or [chebycf] batch_size = {max(1, (budget - fixed) // per_row):,} (fits)"
+    what = (
+        f"its item x item filter, {memory.dense_items_text(n)}, applied factored: R~, its "
+        f"top-{k} SVD and {rows:,}-user blocks of dense filter vectors"
+    )
+    memory.require("ChebyCF", need, what, hint, budget, where)
+
+
 def horner(g: NormalizedGraph, q: np.ndarray, x: torch.Tensor, rows: sp.csr_matrix) -> torch.Tensor:
     """sum_m q_m (R~^T R~)^m x for x [items, batch] (`rows` = x^T, sparse): len(q) - 1 graph passes."""
     if len(q) == 1:
@@ -175,6 +200,7 @@ class ChebyCF(Recommender):
         if settings is not None:
             self.settings = settings
         s = self.settings
+        check_size(data, s)
         set_threads(s.num_threads)
         t0 = time.perf_counter()
         graph = normalized_graph(data.train)

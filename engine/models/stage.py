@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from engine import config, db, pipeline
-from engine.evaluate.metrics import full_ranking
+from engine.evaluate.metrics import full_ranking, sample_users
 from engine.evaluate.sampled import sampled_ranking
 from engine.models import checkpoint, runs, split
 from engine.models.base import Dataset, Recommender, build, model_class
@@ -38,6 +38,9 @@ class EvalSettings:
     sampled_negatives: int = 99  # the prototype's protocol: 1 held-out item among 99 unseen
     sampled_k: int = 10
     topn: int = 100  # precomputed recommendations per user for 'topn' models
+    # 0 = every user with test (valid) items; N = a seeded sample of N of them (huge catalogues:
+    # ranking 600k users over 1.9M books takes hours); recorded in the run's params and n_users
+    max_users: int = 0
     device: str = "auto"
     models_dir: Path | None = None  # state files; default: <db dir>/models
 
@@ -81,7 +84,13 @@ def evaluate_model(
     device = resolve_device(settings.device)
     mask = known(data, "valid")
     metrics = full_ranking(
-        model.score, mask, data.test, ks=settings.ks, batch_size=settings.batch_size, device=device
+        model.score,
+        mask,
+        data.test,
+        ks=settings.ks,
+        batch_size=settings.batch_size,
+        device=device,
+        users=sample_users(data.test, settings.max_users, seed),
     )
     if data.valid is not None and data.valid.nnz:
         on_valid = full_ranking(
@@ -91,6 +100,7 @@ def evaluate_model(
             ks=settings.ks,
             batch_size=settings.batch_size,
             device=device,
+            users=sample_users(data.valid, settings.max_users, seed),
         )
         metrics.update({f"valid_{k}": v for k, v in on_valid.items() if "@" in k})
     metrics.update(
@@ -274,7 +284,6 @@ def dataset_for(
 ) -> tuple[Dataset, IdMaps]:
     """The split as a Dataset, with the side information the model's settings ask for; the parts
     in `merge` ('valid', 'test') count as training data (refits; the id maps stay the same)."""
-    side, facet_fields = _side_information(model)
     rows = split.rows(con, info.split_id)
     if merge:
         rows = rows.with_columns(
@@ -282,6 +291,14 @@ def dataset_for(
             .then(pl.lit("train"))
             .otherwise(pl.col("part"))
         )
+    return dataset_from_rows(con, model, rows)
+
+
+def dataset_from_rows(
+    con: duckdb.DuckDBPyConnection, model: Recommender, rows: pl.DataFrame
+) -> tuple[Dataset, IdMaps]:
+    """Interactions (user_id, isbn, rating, part) as a Dataset with the model's side information."""
+    side, facet_fields = _side_information(model)
     data, maps = to_dataset(rows)
     if side:
         data.extras.update(side_features(con, maps))

@@ -7,12 +7,14 @@ result on test once.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import ctypes
 import functools
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -130,6 +132,72 @@ class _Progress:
     stopped: bool = False  # early stopping fired: a resumed run does not train further
 
 
+class Hooks:
+    """The loop's distributed bits; these defaults are one process, as the loop always ran.
+
+    engine/models/ddp.py overrides them for several ranks (torch.distributed): which rows of each
+    global batch this rank trains on, the gradient all-reduce (DDP), the epoch loss summed over
+    ranks, rank 0's early-stopping decision and resumed state shared with every rank.
+    """
+
+    rank, world_size = 0, 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only one that evaluates, writes checkpoints and calls the callback."""
+        return self.rank == 0
+
+    def job(self, model: SampledModel, data: Dataset) -> contextlib.AbstractContextManager:
+        """Around one fit: rank 0 hands the model's settings and the data to the other ranks."""
+        return contextlib.nullcontext()
+
+    def threads(self, n: int) -> int:
+        """Torch threads for this rank (set_threads' meaning: 0 = one per core)."""
+        return n
+
+    def device(self, spec: str) -> torch.device:
+        """This rank's device."""
+        return resolve_device(spec)
+
+    def resumed(self, run: _Progress, model: SampledModel, optimizer, rng, data) -> _Progress:
+        """Rank 0's resumed state on every rank."""
+        return run
+
+    def wrap(self, model: SampledModel, device: torch.device) -> Callable[..., torch.Tensor]:
+        """The batch-loss function to call (under DDP: through its forward, so grads all-reduce)."""
+        return model.batch_loss
+
+    def share(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's rows [lo, hi) of the global batch [start, stop)."""
+        return start, stop
+
+    def total(self, value: float) -> float:
+        """A per-rank sum over all ranks."""
+        return value
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's decision, on every rank."""
+        return flag
+
+
+_HOOKS: list[Hooks] = [Hooks()]
+
+
+@contextlib.contextmanager
+def hooks_active(hooks: Hooks) -> Iterator[Hooks]:
+    """Run every `fit` inside the block with `hooks` (engine/models/ddp.py's sessions)."""
+    _HOOKS.append(hooks)
+    try:
+        yield hooks
+    finally:
+        _HOOKS.remove(hooks)
+
+
+def current_hooks() -> Hooks:
+    """The hooks `fit` uses now: the innermost `hooks_active`, else one process."""
+    return _HOOKS[-1]
+
+
 def checkpoint_path(model: SampledModel, data: Dataset) -> Path | None:
     """Where this model's checkpoint for this data lives, or None when checkpoints are off."""
     directory = model.settings.checkpoint_dir
@@ -143,10 +211,16 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
     `callback(epoch, {"loss", <valid metrics after an evaluation>, "seconds", "eval_seconds"})` runs
     after every epoch, once its checkpoint is written (so an exception there leaves a resumable run).
     """
+    check_eval_metric(model.settings.eval_metric, model.settings.eval_ks)
+    hooks = current_hooks()
+    with hooks.job(model, data):
+        return _fit(model, data, callback, hooks)
+
+
+def _fit(model: SampledModel, data: Dataset, callback: Callback | None, hooks: Hooks) -> FitResult:
     s = model.settings
-    check_eval_metric(s.eval_metric, s.eval_ks)
-    set_threads(s.num_threads)
-    device = resolve_device(s.device)
+    set_threads(hooks.threads(s.num_threads))
+    device = hooks.device(s.device)
     rng = seed_everything(s.seed)
     model.init_module(data, device)
     optimizer = torch.optim.Adam(model.module.parameters(), lr=s.lr, fused=True)
@@ -156,19 +230,22 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
     run = _Progress()
     if s.resume and path is not None and path.exists():
         run = _load(path, model, optimizer, rng, data)
+    run = hooks.resumed(run, model, optimizer, rng, data)
+    step = hooks.wrap(model, device)
     n_batches = math.ceil(data.train.nnz / s.batch_size)
     with _bar(s.progress) as bar:
         task = bar.add_task(model.name, total=max(0, s.epochs - run.epoch) * n_batches, info="")
         for epoch in range(run.epoch + 1, 0 if run.stopped else s.epochs + 1):
             t0 = time.perf_counter()
-            loss = _epoch(model, optimizer, sampler, device, lambda: bar.advance(task))
+            loss = _epoch(model, step, optimizer, sampler, device, hooks, lambda: bar.advance(task))
             record: dict[str, Any] = {
                 "epoch": epoch,
                 "loss": loss,
                 "seconds": time.perf_counter() - t0,
             }
             run.seconds += record["seconds"]
-            evaluate = target is not None and (epoch % s.eval_every == 0 or epoch == s.epochs)
+            due = target is not None and (epoch % s.eval_every == 0 or epoch == s.epochs)
+            evaluate = due and hooks.is_main
             if evaluate:
                 t1 = time.perf_counter()
                 model.finalize()
@@ -185,13 +262,15 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
             run.history.append(record)
             run.epoch = epoch
             run.stopped = evaluate and s.patience > 0 and run.bad_evals >= s.patience
+            if due:  # every rank stops when rank 0 says so
+                run.stopped = hooks.agree(run.stopped)
             info = f"epoch {epoch} loss {loss:.4f}"
             if evaluate:
                 info += f" valid {s.eval_metric} {record['metrics'][s.eval_metric]:.4f}"
             bar.update(task, info=info)
             if path is not None:
                 _save(path, model, optimizer, rng, run, data)
-            if callback is not None:
+            if callback is not None and hooks.is_main:
                 timing = {k: record[k] for k in ("seconds", "eval_seconds") if k in record}
                 callback(epoch, {"loss": loss, **record.get("metrics", {}), **timing})
             if run.stopped:
@@ -208,9 +287,19 @@ def fit(model: SampledModel, data: Dataset, callback: Callback | None = None) ->
 
 
 def _epoch(
-    model: SampledModel, optimizer, sampler: UniformSampler, device: torch.device, tick
+    model: SampledModel,
+    step: Callable[..., torch.Tensor],
+    optimizer,
+    sampler: UniformSampler,
+    device: torch.device,
+    hooks: Hooks,
+    tick,
 ) -> float:
-    """One pass over a freshly sampled epoch; returns the mean batch loss."""
+    """One pass over a freshly sampled epoch; returns the mean batch loss.
+
+    Every rank draws the same epoch (same seed) and trains on its rows of each global batch; its
+    loss is scaled by its share x world size so DDP's gradient mean is the global batch's gradient.
+    """
     s = model.settings
     model.module.train()
     users, pos, neg = (
@@ -218,15 +307,17 @@ def _epoch(
     )
     total, n = 0.0, 0
     for start in range(0, len(users), s.batch_size):
-        sl = slice(start, start + s.batch_size)
-        loss = model.batch_loss(users[sl], pos[sl], neg[sl])
+        stop = min(start + s.batch_size, len(users))
+        lo, hi = hooks.share(start, stop)
+        loss = step(users[lo:hi], pos[lo:hi], neg[lo:hi])
+        share = (hi - lo) / (stop - start)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if share == 1 else loss * (share * hooks.world_size)).backward()
         optimizer.step()
-        total += float(loss.detach())
+        total += float(loss.detach()) * share
         n += 1
         tick()
-    return total / max(n, 1)
+    return hooks.total(total) / max(n, 1)
 
 
 def _track_best(run: _Progress, model: SampledModel, epoch: int, value: float) -> None:
@@ -274,7 +365,14 @@ def _save(
     data: Dataset,
 ) -> None:
     """Write the checkpoint atomically (temp file + rename): a crash leaves the previous one."""
-    state = {
+    checkpoint.save(training_state(model, optimizer, rng, run, data), path)
+
+
+def training_state(
+    model: SampledModel, optimizer, rng: np.random.Generator, run: _Progress, data: Dataset
+) -> dict[str, Any]:
+    """Everything a checkpoint holds: module, optimizer, RNGs, loop bookkeeping, what made it."""
+    return {
         "model": model.name,
         "settings": as_dict(model.settings),
         "data_fingerprint": data.fingerprint(),
@@ -284,7 +382,6 @@ def _save(
         "torch_rng": torch.get_rng_state(),
         "progress": run.__dict__,
     }
-    checkpoint.save(state, path)
 
 
 def _load(
@@ -310,14 +407,21 @@ def _load(
             hint="Delete it or drop --resume",
         )
     try:
-        model.module.load_state_dict(state["module"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        return _Progress(**state["progress"])
+        return restore_state(state, model, optimizer, rng)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(
             f"damaged training checkpoint ({type(exc).__name__})",
             where=str(path),
             hint="Delete it or drop --resume",
         ) from None
+
+
+def restore_state(
+    state: dict[str, Any], model: SampledModel, optimizer, rng: np.random.Generator
+) -> _Progress:
+    """Put a `training_state` back: module, optimizer, RNGs; returns the loop bookkeeping."""
+    model.module.load_state_dict(state["module"])
+    optimizer.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"])
+    return _Progress(**state["progress"])

@@ -30,7 +30,7 @@ import optuna
 
 from engine import config, db
 from engine.errors import ConfigError, StageNotReadyError
-from engine.evaluate.metrics import full_ranking
+from engine.evaluate.metrics import full_ranking, sample_users
 from engine.models import split
 from engine.models.base import Dataset, build, model_class
 from engine.models.trainer import resolve_device
@@ -305,6 +305,9 @@ def run(
             hint="Re-split with a validation share: `bookrec split --valid-fraction 0.1 --force`",
         )
     seen = Dataset(data.n_users, data.n_items, data.train, data.valid, None, extras=data.extras)
+    valid_users = sample_users(
+        data.valid, eval_settings.max_users, int(info.settings.get("seed", 2020))
+    )
 
     study_row = None if new else latest(con, model_name, info.split_id, settings.metric, key)
     if study_row is None:
@@ -370,6 +373,7 @@ def run(
             ks=(int(k),),
             batch_size=eval_settings.batch_size,
             device=device,
+            users=valid_users,
         )
         value = float(got[f"{name}@{k}"])
         if not math.isfinite(value):
