@@ -19,6 +19,7 @@ of test readers (readers with test books):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,7 @@ SETTINGS = {
     "itemknn": {},
     "als": {},
     "mf": {"epochs": 10},
+    "lightgcn": {"epochs": 20},
     "ease": {},
     "gfcf": {},
 }
@@ -138,17 +140,13 @@ def heldout(name: str, data: Dataset, readers: np.ndarray, test) -> float:
     part = Dataset(data.n_users, data.n_items, train, data.valid, None)
     model = build(name, SETTINGS.get(name, {}))
     model.fit(part)
-    items = model.item_embeddings().astype(np.float64)
-    params = model.settings
-    gram = items.T @ items
-    reg = foldin.ridge_reg(items.astype(np.float32))
+    items = model.item_embeddings()
+    params = dataclasses.asdict(model.settings)
+    gram = items.astype(np.float64).T @ items.astype(np.float64) if name == "als" else None
     out = []
     for u in readers:
         picked = data.train[u].indices
-        if name == "als":
-            vec = foldin.als_user(gram, items[picked], params.reg, params.alpha)
-        else:
-            vec = foldin.ridge_user(items[picked], reg)
+        vec, _ = foldin.user_vector(name, params, items, picked, gram)  # the API's rule
         s = items @ vec
         s[picked] = -np.inf
         if data.valid is not None:

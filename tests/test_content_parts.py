@@ -129,3 +129,13 @@ def test_a_low_confidence_facet_moves_a_book_less(con) -> None:
     faceted = vectors(con)
     moved = {i: 1 - cos({"a": plain[i], "b": faceted[i]}, "a", "b") for i in ("A2", "B1")}
     assert moved["A2"] < moved["B1"] / 10  # same label, confidence 0.05 vs 1.0 (no row)
+
+
+def test_the_neighbour_search_settings_are_part_of_the_fingerprint(con, monkeypatch) -> None:
+    """Lists searched another way (exact vs approximate above [neighbours] exact_max) are redone."""
+    content.run(con, content.ContentSettings(), encoder=topic_vectors)
+    again = content.run(con, content.ContentSettings(), encoder=topic_vectors)
+    assert again["status"] == "up to date"
+    monkeypatch.setenv("BOOKREC_NEIGHBOURS_EXACT_MAX", "3")
+    redone = content.run(con, content.ContentSettings(), encoder=topic_vectors)
+    assert redone["status"] == "done"

@@ -26,6 +26,7 @@ from engine.errors import ConfigError, StageNotReadyError
 from engine.facets import default_encoder, model_label
 from engine.facets.normalise import Encoder
 from engine.neighbours import NEIGHBOURS, nearest
+from engine.neighbours import load as neighbour_search
 
 DIM = 384  # book_content_embeddings.embedding is FLOAT[384] (MiniLM-L6)
 
@@ -328,7 +329,9 @@ def run(
         "model": label,
         **digest,
     }
-    fp = pipeline.fingerprint(params, inputs)
+    # how the neighbour lists are searched changes them too (exact or approximate above a size)
+    search = {k: v for k, v in config.as_dict(neighbour_search()).items() if k != "block"}
+    fp = pipeline.fingerprint({**params, "search": search}, inputs)
     if not force and pipeline.is_current(con, "content", fp):
         return {"status": "up to date", "fingerprint": fp}
     books = db.query(con, "content_inputs", {"all_books": settings.scope == "all"})

@@ -187,7 +187,7 @@ def item_neighbours(
     progress: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """(run_id, isbn, rank, neighbour, score): each item's k nearest items by embedding cosine
-    (about 4 min per run for 271k items on 2 cores, under a second for 20k)."""
+    (engine.neighbours: faiss, exact up to `[neighbours] exact_max` items; under a second for 20k)."""
     run_ids = item_embeddings["run_id"].unique().to_list() if item_embeddings.height else []
     frames = []
     for run_id in run_ids:
