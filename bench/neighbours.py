@@ -73,15 +73,7 @@ def legacy_nearest(isbns, vectors, k, threads=None) -> pl.DataFrame:
             scores[start:stop] = np.take_along_axis(top_s, pick, axis=1)
     finally:
         torch.set_num_threads(before)
-    names = np.asarray(isbns, dtype=object)
-    return pl.DataFrame(
-        {
-            "isbn": np.repeat(names, k),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), n),
-            "neighbour": names[hits.ravel()],
-            "score": scores.ravel(),
-        }
-    )
+    return neighbours.as_frame(isbns, hits, scores)
 
 
 def recall(frame: pl.DataFrame, truth: dict[str, set[str]], k: int) -> float:

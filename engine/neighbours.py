@@ -14,7 +14,7 @@ The dashboard's query-time search (engine/query.py) uses `exact_rows` with the m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -270,6 +270,12 @@ def nearest(
     arr = np.ascontiguousarray(vectors, dtype=np.float32)
     with faiss_threads(threads):
         hits, scores = neighbour_rows(arr, k, isbn_ranks(isbns), settings, progress)
+    return as_frame(isbns, hits, scores)
+
+
+def as_frame(isbns: Sequence[str], hits: np.ndarray, scores: np.ndarray) -> pl.DataFrame:
+    """(isbn, rank, neighbour, score) rows from each book's [n, k] neighbour rows and scores."""
+    n, k = hits.shape
     names = np.asarray(isbns, dtype=object)
     return pl.DataFrame(
         {
