@@ -59,12 +59,13 @@ class RefreshResult:
     note: str = ""
 
 
-def _method(run: runs.RunRecord, has_weights: bool) -> str | None:
+def _method(con: duckdb.DuckDBPyConnection, run: runs.RunRecord) -> str | None:
+    """How `run` can be refreshed (module docstring), or None when it cannot."""
     if run.model in REFIT:
         return "refit"
     if run.scoring == "embedding":
         return "fold-in"
-    if has_weights:
+    if db.query(con, "refresh_has_item_weights", {"run_id": run.run_id})["has"][0]:
         return "fold-in (item weights)"
     return None
 
@@ -201,12 +202,7 @@ def refresh_model(
             f"model {model_name!r} has no current run",
             hint=f"Train it first: `bookrec train --model {model_name}`",
         )
-    has_weights = (
-        bool(db.query(con, "refresh_item_weights", {"run_id": run.run_id}).height)
-        if run.model not in REFIT and run.scoring != "embedding"
-        else False
-    )
-    method = _method(run, has_weights)
+    method = _method(con, run)
     if method is None:
         return RefreshResult(
             model_name,

@@ -27,6 +27,9 @@ DELETE FROM user_embeddings WHERE run_id = $run_id AND user_id IN (SELECT unnest
 -- name: refresh_drop_recommendations
 DELETE FROM recommendations WHERE run_id = $run_id AND user_id IN (SELECT unnest($users::INTEGER[]));
 
+-- name: refresh_has_item_weights
+SELECT EXISTS (SELECT 1 FROM item_weights WHERE run_id = $run_id) AS has;
+
 -- name: refresh_item_weights
 SELECT isbn, neighbour, weight FROM item_weights WHERE run_id = $run_id;
 
