@@ -433,7 +433,7 @@ def test_bookrec_serve_with_a_token(api_db):
             try:
                 if call(base, "/api/v1/openapi.json")[0] == 200:
                     break
-            except (urllib.error.URLError, ConnectionError):
+            except (urllib.error.URLError, ConnectionError, TimeoutError):  # still warming
                 time.sleep(0.3)
         else:
             pytest.fail("bookrec serve did not answer")

@@ -130,6 +130,19 @@ def test_epoch_models_are_pruned_on_their_validation_curve(planted_db, spy, monk
     assert all(t["value"] is None and t["intermediate"] for t in pruned)
 
 
+def test_pruning_starts_after_prune_after_finished_trials(planted_db, spy, monkeypatch):
+    """A short budget prunes from the third trial on (prune_after = 2), never before it."""
+    con, _ = planted_db
+    monkeypatch.setenv("BOOKREC_SPY_EPOCHS", "6")  # flat curves: a trial's value at every epoch
+    early = tune.run(con, "spy", tune.TuneSettings(trials=6, seed=3, prune_after=2), new=True)
+    states = [t["state"] for t in early.trials]
+    assert states[:2] == ["complete", "complete"] and "pruned" in states[2:4]
+    late = tune.run(con, "spy", tune.TuneSettings(trials=6, seed=3, prune_after=4), new=True)
+    assert [t["state"] for t in late.trials][:4] == ["complete"] * 4
+    with pytest.raises(ValueError, match="prune_after"):
+        tune.TuneSettings(prune_after=0)
+
+
 def test_refusals_are_clear(planted_db, spy):
     con, _ = planted_db
     with pytest.raises(StageNotReadyError, match="no tuning of spy"):
@@ -180,3 +193,33 @@ def test_train_tuned_uses_the_best_settings_and_says_so(planted_db, spy, capsys)
     assert main(["train", "--model", "popularity", "--tuned", "--db", str(path)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no tuning of popularity" in err[0]
+
+
+def test_ease_trials_run_over_its_most_read_items_and_train_over_all(planted_db, monkeypatch):
+    """EASE's tuning fidelity: every trial fits over `tune_items` most-read items (its dense
+    inverse is n^3), `train --tuned` then fits every item with the chosen reg, and a study at
+    another fidelity is a new study."""
+    from engine.models import ease, stage
+
+    con, path = planted_db
+    seen: list[int] = []
+    fit = ease.EASE.fit
+
+    def spy_fit(self, data, settings=None, **kw):
+        out = fit(self, data, settings, **kw)
+        seen.append(self.settings.top_items)
+        return out
+
+    monkeypatch.setattr(ease.EASE, "fit", spy_fit)
+    monkeypatch.setenv("BOOKREC_EASE_TUNE_ITEMS", "10")
+    lines: list[str] = []
+    result = tune.run(con, "ease", tune.TuneSettings(trials=3), progress=lines.append)
+    assert seen == [10, 10, 10] and set(result.best_params) == {"reg"}
+    assert "every trial runs with top_items = 10" in lines[0]
+    seen.clear()
+    run = stage.train(con, "ease", {}, db_path=path, tuned=True).record
+    assert seen == [0] and run.params["model"]["reg"] == result.best_params["reg"]
+    monkeypatch.setenv("BOOKREC_EASE_TUNE_ITEMS", "0")  # every item: not the same study
+    again = tune.run(con, "ease", tune.TuneSettings(trials=1))
+    assert again.continued == 0 and again.tune_id != result.tune_id and seen[-1] == 0
+    assert ease.EASE(ease.EASESettings(top_items=5, tune_items=10)).tune_settings() == {}

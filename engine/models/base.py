@@ -104,6 +104,12 @@ class Recommender(ABC):
         """Final item vectors [n_items, dim], or None for models without them."""
         return None
 
+    def tune_settings(self) -> dict[str, Any]:
+        """Settings every `bookrec tune` trial adds to its own: a cheaper fidelity at which the
+        tuned parameters keep their optimum (EASE: the most-read items only); `train --tuned` then
+        fits with the model's own settings. {} for most models."""
+        return {}
+
     def item_item(self, topk: int) -> sp.csr_matrix | None:
         """Item x item weights W with score(x) = x W for a reader's binary row x (what fold-in
         needs to score a new reader, engine/foldin.py), or None when the score is not of that form.

@@ -49,10 +49,15 @@ class TuneSettings:
     metric: str = "recall@20"  # on the valid part; recall|ndcg|precision|hit @ k
     seed: int = 2020
     prune: bool = True  # median pruning of epoch-based models on their validation curve
+    # finished trials before pruning starts: with 2, a 20-minute LightGCN budget prunes from its
+    # third trial (with the old 4, the first four ran every epoch and used up the budget)
+    prune_after: int = 2
 
     def __post_init__(self) -> None:
         if self.trials < 1:
             raise ValueError("trials must be >= 1")
+        if self.prune_after < 1:
+            raise ValueError("prune_after must be >= 1 finished trial")
         if self.timeout is not None and self.timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
         if not METRIC.fullmatch(self.metric):
@@ -291,13 +296,19 @@ def run(
 
     space = search_space(model_name)
     dists = distributions(space)
-    key = space_hash(space)
     info = split.ensure(con)
     eval_settings = config.load_settings(EvalSettings, "evaluate", {})
     device = resolve_device(eval_settings.device)
     name, k = METRIC.fullmatch(settings.metric).groups()
     fixed = _fixed(model_name, settings.metric)
     probe = build(model_name, fixed)  # bad [model] settings fail here, before any trial
+    fidelity = probe.tune_settings()  # e.g. EASE over its most-read items
+    if fidelity and progress is not None:
+        shown = ", ".join(f"{k_} = {v}" for k_, v in fidelity.items())
+        progress(f"every trial runs with {shown} (its [{model_name}] tune settings)")
+    fixed = {**fixed, **fidelity}
+    # a study continues only at the same fidelity: its values are comparable with each other
+    key = space_hash({**space, **{f"fixed {k_}": ("fixed", v) for k_, v in fidelity.items()}})
     data, _ = dataset_for(con, probe, info)
     if data.valid is None or not data.valid.nnz:
         raise ConfigError(
@@ -339,7 +350,7 @@ def run(
         # a continued study reseeds, or its random start-up trials would repeat the first ones
         sampler=optuna.samplers.TPESampler(seed=settings.seed + continued, multivariate=True),
         pruner=(
-            optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=2)
+            optuna.pruners.MedianPruner(n_startup_trials=settings.prune_after, n_warmup_steps=2)
             if settings.prune
             else optuna.pruners.NopPruner()
         ),
