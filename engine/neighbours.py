@@ -71,7 +71,8 @@ def faiss_threads(threads: int | None) -> Iterator[None]:
 
 def isbn_ranks(isbns: np.ndarray | list[str]) -> np.ndarray:
     """Each row's position in ISBN order, plus one past the end for faiss's "no hit" (-1)."""
-    order = np.argsort(np.asarray(isbns, dtype=object), kind="stable")
+    arr = np.asarray(isbns)  # fixed-width strings sort as themselves (code point order, as str)
+    order = np.argsort(arr if arr.dtype.kind == "U" else arr.astype(object), kind="stable")
     ranks = np.empty(len(order) + 1, dtype=np.int64)
     ranks[order] = np.arange(len(order))
     ranks[-1] = len(order)

@@ -26,6 +26,7 @@ import polars as pl
 
 from engine import db, neighbours
 from engine.errors import StageNotReadyError, UnknownEntityError
+from engine.shared import Keys, SharedIndexes
 
 T = TypeVar("T")
 
@@ -106,9 +107,19 @@ class _Vectors:
     """An embedding matrix with its ISBN order: raw rows for inner products, unit rows for cosine."""
 
     isbns: np.ndarray
-    row: dict[str, int]
+    row: Keys
     raw: np.ndarray
     unit: np.ndarray
+
+    def arrays(self) -> dict[str, np.ndarray | None]:
+        """What `from_arrays` rebuilds it from (the unit rows only when they differ)."""
+        unit = None if self.unit is self.raw else self.unit
+        return {"isbns": _strings(self.isbns), "raw": self.raw, "unit": unit}
+
+    @classmethod
+    def from_arrays(cls, a: Mapping[str, np.ndarray | None]) -> _Vectors:
+        raw = a["raw"]
+        return cls(a["isbns"], Keys(a["isbns"]), raw, raw if a["unit"] is None else a["unit"])
 
 
 @dataclass
@@ -116,13 +127,25 @@ class _Neighbours:
     """Precomputed top-k lists: row of each ISBN, (n, k) neighbour rows and scores, best first."""
 
     isbns: np.ndarray
-    row: dict[str, int]
+    row: Keys
     hits: np.ndarray
     scores: np.ndarray
 
     @property
     def k(self) -> int:
         return self.hits.shape[1]
+
+    @staticmethod
+    def arrays(lists: _Neighbours | None) -> dict[str, np.ndarray | None]:
+        if lists is None:
+            return {"isbns": None}
+        return {"isbns": _strings(lists.isbns), "hits": lists.hits, "scores": lists.scores}
+
+    @classmethod
+    def from_arrays(cls, a: Mapping[str, np.ndarray | None]) -> _Neighbours | None:
+        if a["isbns"] is None:
+            return None
+        return cls(a["isbns"], Keys(a["isbns"]), a["hits"], a["scores"])
 
 
 @dataclass
@@ -189,10 +212,10 @@ def _neighbour_lists(ids: pl.DataFrame, frame: pl.DataFrame) -> _Neighbours | No
     rows = frame["row"].to_numpy()
     if k == 0 or not np.array_equal(rows, np.repeat(np.arange(n, dtype=rows.dtype), k)):
         return None
-    isbns = ids["isbn"].to_numpy()
+    isbns = _strings(ids["isbn"].to_numpy())
     return _Neighbours(
         isbns,
-        {s: i for i, s in enumerate(isbns)},
+        Keys(isbns),
         frame["hit"].to_numpy().reshape(n, k),
         frame["score"].to_numpy().astype(np.float32).reshape(n, k),
     )
@@ -206,13 +229,22 @@ def _as_matrix(frame: pl.DataFrame, column: str = "embedding") -> np.ndarray:
     return flat.reshape(frame.height, -1)
 
 
+def _strings(values: Any) -> np.ndarray:
+    """ISBNs (or any strings) as a fixed-width numpy array: one block that can be mapped,
+    instead of an array of pointers to Python strings."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "U":
+        return arr
+    return arr.astype(str) if arr.size else np.array([], dtype="<U1")
+
+
 def _vectors(frame: pl.DataFrame) -> _Vectors:
     raw = _as_matrix(frame)
     norms = np.linalg.norm(raw, axis=1, keepdims=True) if raw.size else np.ones((0, 1), np.float32)
-    isbns = frame["isbn"].to_numpy()
+    isbns = _strings(frame["isbn"].to_numpy())
     # content embeddings are stored unit-length: share the matrix instead of a 416 MB copy
     unit = raw if np.allclose(norms, 1.0, atol=1e-4) else raw / np.where(norms == 0, 1, norms)
-    return _Vectors(isbns, {s: i for i, s in enumerate(isbns)}, raw, unit)
+    return _Vectors(isbns, Keys(isbns), raw, unit)
 
 
 def _top(scores: np.ndarray, isbns: np.ndarray, k: int) -> np.ndarray:
@@ -267,6 +299,8 @@ class Store:
     def __init__(self, path: str | Path, *, threads: int | None = None):
         self.path = Path(path)
         self._con = db.connect(self.path, read_only=True, threads=threads)
+        # served from a snapshot, the large loads are built once and mapped by every worker
+        self.shared = SharedIndexes.for_database(self.path)
         self._lock = threading.RLock()  # loads nest (scores -> book_table)
         self._memo: dict[Any, Any] = {}  # keys chosen by the code, never by a client
         self._by_m = _Recent(RECENT_M)  # scores and orders of m values off the slider's stops
@@ -310,9 +344,15 @@ class Store:
                 self._memo[key] = load()
             return self._memo[key]
 
-    def _per_m(self, key: tuple[Any, ...], m: float, load: Callable[[], T]) -> T:
-        """Kept for the life of the process at the slider's stops, among the recent ones else."""
-        return self._cached(key, load) if m in WARM_M else self._by_m.get(key, load)
+    def _per_m(self, key: tuple[Any, ...], m: float, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """Kept for the life of the process (and shared) at the slider's stops, among the recent
+        ones else: a client's m never reaches the shared directory."""
+        return self._shared_array(key, load) if m in WARM_M else self._by_m.get(key, load)
+
+    def _shared_array(self, key: tuple[Any, ...], load: Callable[[], np.ndarray]) -> np.ndarray:
+        """One array, memoised and (from a snapshot) mapped from the shared directory; `key`
+        is chosen by the code."""
+        return self._cached(key, lambda: self.shared.arrays(repr(key), lambda: {"a": load()})["a"])
 
     def cache_sizes(self) -> dict[str, int]:
         """How many entries each in-process cache holds (tests, benchmarks)."""
@@ -420,11 +460,17 @@ class Store:
                 author_lc=pl.col("author").str.to_lowercase(),
             ).rechunk()
 
-        return self._cached("book_table", load)
+        return self._cached("book_table", lambda: self.shared.frame("book_table", load))
 
-    def _book_row(self) -> dict[str, int]:
+    def _book_row(self) -> Keys:
+        """Row of each ISBN in the book table (which is in ISBN order)."""
         return self._cached(
-            "book_row", lambda: {s: i for i, s in enumerate(self.book_table()["isbn"].to_list())}
+            "book_row",
+            lambda: Keys(
+                self._shared_array(
+                    ("book_isbns",), lambda: _strings(self.book_table()["isbn"].to_numpy())
+                )
+            ),
         )
 
     def explicit_mean(self) -> float:
@@ -492,7 +538,7 @@ class Store:
                 primary = col.rank("dense", descending=desc).fill_null(col.len() + 1).to_numpy()
             return np.lexsort([isbn_rank, -n_int, primary]).astype(np.int32)
 
-        return self._per_m(key, m, load) if sort == "score" else self._cached(key, load)
+        return self._per_m(key, m, load) if sort == "score" else self._shared_array(key, load)
 
     def _labels(self, fld: str) -> frozenset[str]:
         """The facet labels that books of the table carry in one field."""
@@ -664,14 +710,16 @@ class Store:
 
     def _users(self) -> tuple[np.ndarray, pl.DataFrame]:
         def load() -> tuple[np.ndarray, pl.DataFrame]:
-            users = self.frame("app_users").rechunk()
+            users = self.shared.frame("users", lambda: self.frame("app_users").rechunk())
             return users["user_id"].to_numpy(), users
 
         return self._cached("users", load)
 
     def _ratings_by_user(self) -> tuple[np.ndarray, pl.DataFrame]:
         def load() -> tuple[np.ndarray, pl.DataFrame]:
-            ratings = self.frame("app_ratings_by_user")
+            ratings = self.shared.frame(
+                "ratings_by_user", lambda: self.frame("app_ratings_by_user").rechunk()
+            )
             return ratings["user_id"].to_numpy(), ratings.select("isbn", "rating")
 
         return self._cached("ratings_by_user", load)
@@ -735,16 +783,28 @@ class Store:
         return rows[0], by_model
 
     def _user_vectors(self, run_id: str) -> tuple[np.ndarray, np.ndarray]:
-        def load() -> tuple[np.ndarray, np.ndarray]:
+        def load() -> dict[str, np.ndarray | None]:
             frame = self.frame("app_user_embeddings", {"run_id": run_id})
-            return frame["user_id"].to_numpy(), _as_matrix(frame)
+            return {"ids": frame["user_id"].to_numpy(), "matrix": _as_matrix(frame)}
 
-        return self._cached(("users", run_id), load)
+        def mapped() -> tuple[np.ndarray, np.ndarray]:
+            a = self.shared.arrays(f"user vectors {run_id}", load)
+            return a["ids"], a["matrix"]
+
+        return self._cached(("users", run_id), mapped)
 
     def _item_vectors(self, run_id: str) -> _Vectors:
+        return self._vector_set(
+            f"item vectors {run_id}", lambda: self.frame("app_item_embeddings", {"run_id": run_id})
+        )
+
+    def _vector_set(self, key: str, load: Callable[[], pl.DataFrame]) -> _Vectors:
+        """Embeddings with their ISBN order, memoised and shared under `key`."""
         return self._cached(
-            ("items", run_id),
-            lambda: _vectors(self.frame("app_item_embeddings", {"run_id": run_id})),
+            ("vectors", key),
+            lambda: _Vectors.from_arrays(
+                self.shared.arrays(key, lambda: _vectors(load()).arrays())
+            ),
         )
 
     def recommend(self, model: str | None, user_id: int, k: int = 10) -> pl.DataFrame:
@@ -791,9 +851,14 @@ class Store:
 
     def _top_lists(self, run_id: str) -> _TopLists:
         """A 'topn' run's stored lists in memory (~8 bytes a row: 39 MB for 4.8 M rows)."""
+
+        def load() -> dict[str, np.ndarray | None]:
+            lists = _top_lists(self.frame("run_recommendations", {"run_id": run_id}))
+            return {**vars(lists), "isbns": _strings(lists.isbns)}
+
         return self._cached(
             ("top_lists", run_id),
-            lambda: _top_lists(self.frame("run_recommendations", {"run_id": run_id})),
+            lambda: _TopLists(**self.shared.arrays(f"top lists {run_id}", load)),
         )
 
     def _reasons(
@@ -843,12 +908,18 @@ class Store:
         )
 
     def _item_neighbours(self, run_id: str) -> _Neighbours | None:
+
+        def load() -> dict[str, np.ndarray | None]:
+            return _Neighbours.arrays(
+                _neighbour_lists(
+                    self.frame("app_item_neighbour_ids", {"run_id": run_id}),
+                    self.frame("app_item_neighbours", {"run_id": run_id}),
+                )
+            )
+
         return self._cached(
             ("item_neighbours", run_id),
-            lambda: _neighbour_lists(
-                self.frame("app_item_neighbour_ids", {"run_id": run_id}),
-                self.frame("app_item_neighbours", {"run_id": run_id}),
-            ),
+            lambda: _Neighbours.from_arrays(self.shared.arrays(f"item lists {run_id}", load)),
         )
 
     def _listed(
@@ -897,18 +968,24 @@ class Store:
         return items.isbns[best].tolist(), scores[best].astype(float).tolist(), run["model"]
 
     def _content_vectors(self) -> _Vectors:
-        return self._cached("content", lambda: _vectors(self.frame("app_content_embeddings")))
+        return self._vector_set("content vectors", lambda: self.frame("app_content_embeddings"))
 
     def _content_index(self) -> _ContentIndex:
         vecs = self._content_vectors()
         return self._cached("content_index", lambda: _ContentIndex(vecs.raw, vecs.isbns))
 
     def _content_neighbours(self) -> _Neighbours | None:
+
+        def load() -> dict[str, np.ndarray | None]:
+            return _Neighbours.arrays(
+                _neighbour_lists(
+                    self.frame("app_content_neighbour_ids"), self.frame("app_content_neighbours")
+                )
+            )
+
         return self._cached(
             "content_neighbours",
-            lambda: _neighbour_lists(
-                self.frame("app_content_neighbour_ids"), self.frame("app_content_neighbours")
-            ),
+            lambda: _Neighbours.from_arrays(self.shared.arrays("content lists", load)),
         )
 
     def similar_content(self, isbn: str, k: int = 10) -> pl.DataFrame:
@@ -1083,10 +1160,10 @@ class Store:
 
         return self._cached(("params", run_id), load)
 
-    def _item_weights(self, run_id: str) -> tuple[np.ndarray, dict[str, int], Any] | None:
+    def _item_weights(self, run_id: str) -> tuple[np.ndarray, Keys, Any] | None:
         """A run's fold-in weights W (engine.foldin) as CSR over its books, or None if it has none."""
 
-        def load() -> tuple[np.ndarray, dict[str, int], Any] | None:
+        def load() -> tuple[np.ndarray, Keys, Any] | None:
             if "item_weights" not in self.objects:
                 return None
             import scipy.sparse as sp
@@ -1102,7 +1179,7 @@ class Store:
                 ),
                 shape=(ids.size, ids.size),
             )
-            return ids, {s: i for i, s in enumerate(ids)}, w
+            return ids, Keys(_strings(ids)), w
 
         return self._cached(("item_weights", run_id), load)
 
