@@ -229,13 +229,19 @@ def _as_matrix(frame: pl.DataFrame, column: str = "embedding") -> np.ndarray:
     return flat.reshape(frame.height, -1)
 
 
+STRING_WIDTH = 64  # longest ISBN kept as a fixed-width string (4 bytes a character per row)
+
+
 def _strings(values: Any) -> np.ndarray:
     """ISBNs (or any strings) as a fixed-width numpy array: one block that can be mapped,
-    instead of an array of pointers to Python strings."""
+    instead of an array of pointers to Python strings. A catalogue with a longer one (ingest
+    keeps odd identifiers) stays an object array, in the process: one stray 300-character ISBN
+    would make every row 1.2 KB wide."""
     arr = np.asarray(values)
-    if arr.dtype.kind == "U":
-        return arr
-    return arr.astype(str) if arr.size else np.array([], dtype="<U1")
+    if arr.dtype.kind == "U" or not arr.size:
+        return arr if arr.size else np.array([], dtype="<U1")
+    fixed = arr.astype(str)
+    return fixed if fixed.dtype.itemsize <= 4 * STRING_WIDTH else arr
 
 
 def _vectors(frame: pl.DataFrame) -> _Vectors:

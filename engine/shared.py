@@ -111,7 +111,8 @@ class SharedIndexes:
         self, key: str, build: Callable[[], dict[str, np.ndarray | None]]
     ) -> dict[str, np.ndarray | None]:
         """`build()`'s arrays (numeric or fixed-width strings; None stays None), mapped read-only
-        from `<key>/*.npy` (built by the first worker that asks)."""
+        from `<key>/*.npy` (built by the first worker that asks). A build holding an object array
+        (strings too long for a fixed width, see query._strings) stays in the process."""
         if self.root is None:
             return build()
         name = self._name(key)
@@ -120,6 +121,8 @@ class SharedIndexes:
             with self._locked(name):
                 if not where.is_dir():
                     arrays = build()
+                    if any(a is not None and a.dtype == object for a in arrays.values()):
+                        return arrays
                     tmp = self.root / f".{name}.{os.getpid()}.tmp"
                     shutil.rmtree(tmp, ignore_errors=True)
                     tmp.mkdir()
@@ -128,8 +131,6 @@ class SharedIndexes:
                             if a is None:
                                 (tmp / f"{k}.none").touch()
                                 continue
-                            if a.dtype == object:
-                                raise TypeError(f"{key}.{k}: object arrays cannot be mapped")
                             np.save(tmp / f"{k}.npy", np.ascontiguousarray(a), allow_pickle=False)
                         os.replace(tmp, where)
                     finally:
@@ -149,9 +150,7 @@ class Keys:
     (~120 bytes an entry: 330 MB for 2.7 M books)."""
 
     def __init__(self, keys: np.ndarray):
-        keys = np.asarray(keys)
-        if keys.dtype == object:
-            keys = keys.astype(str) if keys.size else np.array([], dtype="<U1")
+        keys = np.asarray(keys)  # fixed-width strings, or (odd catalogues) Python strings
         self.keys = keys
         self._order: np.ndarray | None = None
         if keys.size > 1 and not bool(np.all(keys[1:] >= keys[:-1])):

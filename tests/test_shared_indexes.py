@@ -60,12 +60,21 @@ def test_frames_and_arrays_are_built_once_and_mapped(tmp_path):
     assert isinstance(arrays["raw"], np.memmap) and not arrays["raw"].flags.writeable
     assert arrays["unit"] is None and arrays["isbns"].tolist() == ["A", "B"]
     assert shared.arrays("vectors run-1", lambda: pytest.fail("built twice"))["raw"].shape == (2, 2)
-    with pytest.raises(TypeError, match="object arrays"):
-        shared.arrays("bad", lambda: {"a": np.array(["x", None], dtype=object)})
+    odd = {"a": np.array(["x", "y" * 300], dtype=object)}
+    assert shared.arrays("odd", lambda: odd) is odd  # object arrays: kept in the process
+    with pytest.raises(RuntimeError):
+        shared.arrays("bad", lambda: (_ for _ in ()).throw(RuntimeError("build failed")))
     left = [q.name for q in (tmp_path / "shared").iterdir() if not q.name.endswith(".lock")]
-    assert not [n for n in left if "bad" in n]  # a failed build leaves nothing half-written
+    assert not [n for n in left if "bad" in n or "odd" in n]  # nothing half-written
     local = SharedIndexes(None)  # no directory: nothing written, the build itself comes back
     assert local.frame("books", build) is frame and len(built) == 2
+
+
+def test_isbn_arrays_are_fixed_width_unless_one_is_absurdly_long():
+    assert query._strings(np.array(["0553", "0553X"], dtype=object)).dtype == np.dtype("<U5")
+    odd = query._strings(np.array(["0553", "x" * 300], dtype=object))
+    assert odd.dtype == object and Keys(odd)["x" * 300] == 1
+    assert query._strings(np.array([], dtype=object)).size == 0
 
 
 def test_only_a_snapshot_of_a_served_database_shares(tmp_path, monkeypatch):
