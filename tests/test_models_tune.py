@@ -134,9 +134,18 @@ def test_pruning_starts_after_prune_after_finished_trials(planted_db, spy, monke
     """A short budget prunes from the third trial on (prune_after = 2), never before it."""
     con, _ = planted_db
     monkeypatch.setenv("BOOKREC_SPY_EPOCHS", "6")  # flat curves: a trial's value at every epoch
-    early = tune.run(con, "spy", tune.TuneSettings(trials=6, seed=3, prune_after=2), new=True)
+    lines: list[str] = []
+    early = tune.run(
+        con,
+        "spy",
+        tune.TuneSettings(trials=6, seed=3, prune_after=2),
+        new=True,
+        progress=lines.append,
+    )
     states = [t["state"] for t in early.trials]
     assert states[:2] == ["complete", "complete"] and "pruned" in states[2:4]
+    cut = states.index("pruned")
+    assert f"trial {cut}: recall@20 pruned at epoch " in lines[cut]  # said so, not a value
     late = tune.run(con, "spy", tune.TuneSettings(trials=6, seed=3, prune_after=4), new=True)
     assert [t["state"] for t in late.trials][:4] == ["complete"] * 4
     with pytest.raises(ValueError, match="prune_after"):

@@ -396,7 +396,13 @@ def run(
         trials.append(_record_trial(con, tune_id, trial, seconds))
         best, value, _ = _update_study(con, tune_id, trials, {})
         if progress is not None:
-            shown = f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+            if trial.state == optuna.trial.TrialState.PRUNED and trial.intermediate_values:
+                step = max(trial.intermediate_values)
+                shown = f"pruned at epoch {step} ({trial.intermediate_values[step]:.4f})"
+            else:
+                shown = (
+                    f"{trial.value:.4f}" if trial.value is not None else trial.state.name.lower()
+                )
             params = ", ".join(f"{p}={_short(v)}" for p, v in trial.params.items())
             progress(
                 f"trial {trial.number}: {settings.metric} {shown} ({seconds:.1f} s; {params}); "
