@@ -111,9 +111,12 @@ def _samples(con: duckdb.DuckDBPyConnection, rng: random.Random) -> dict[str, li
     isbns = [
         r[0]
         for r in con.execute(
-            "SELECT isbn FROM item_embeddings WHERE run_id = (SELECT run_id FROM model_runs WHERE model = 'lightgcn' "
-            "AND is_current) USING SAMPLE 2000 ROWS"
+            "SELECT isbn FROM item_embeddings WHERE run_id = (SELECT run_id FROM model_runs WHERE model = $m "
+            "AND is_current) USING SAMPLE 2000 ROWS",
+            {"m": MODEL[0]},
         ).fetchall()
+    ] or [  # a model without item vectors: any books
+        r[0] for r in con.execute("SELECT isbn FROM books USING SAMPLE 2000 ROWS").fetchall()
     ]
     facets = {
         f: [
@@ -148,7 +151,7 @@ def _browse_values(rng: random.Random, s: dict) -> tuple[dict, str]:
         v["browse-genre.value"] = rng.sample(
             s["facets"]["genre"], k=min(2, len(s["facets"]["genre"]))
         )
-        v["browse-tone.value"] = rng.sample(s["facets"]["tone"], k=1)
+        v["browse-tone.value"] = rng.sample(s["facets"]["tone"], k=min(1, len(s["facets"]["tone"])))
         changed = "browse-genre.value"
     elif kind < 0.8:
         v["browse-sort.data"] = {
@@ -167,14 +170,14 @@ def _reader_values(rng: random.Random, s: dict) -> tuple[dict, str]:
     user = (
         rng.choice(s["users"]) if rng.random() < 0.95 else rng.randint(10**8, 10**9)
     )  # some unknown readers
-    model = "lightgcn" if rng.random() < 0.7 else rng.choice(s["models"])
+    model = MODEL[0] if rng.random() < 0.7 else rng.choice(s["models"])
     return {"reader-id.value": str(user), "reader-model.value": model}, "reader-id.value"
 
 
 def _similar_values(rng: random.Random, s: dict) -> tuple[dict, str]:
     return {
         "similar-book.value": rng.choice(s["isbns"]),
-        "similar-model.value": "lightgcn",
+        "similar-model.value": MODEL[0],
     }, "similar-book.value"
 
 
@@ -230,19 +233,25 @@ def _reference(db_path: Path, samples: dict, n: int, seed: int) -> dict[str, flo
     """Median ms of the same questions through the public SQL macros, one cursor, one at a time."""
     rng = random.Random(seed)
     con = duckdb.connect(str(db_path), read_only=True)
+    content = con.execute("SELECT count(*) > 0 FROM book_content_embeddings").fetchall()[0][0]
+    genres = samples["facets"]["genre"]
     sqls = {
         "browse": (
             "SELECT * FROM facet_search(filters := $f, k := 20, m := 50)",
-            lambda: {"f": [{"field": "genre", "label": rng.choice(samples["facets"]["genre"])}]},
+            lambda: {"f": [{"field": "genre", "label": rng.choice(genres)}] if genres else []},
         ),
         "reader": (
-            "SELECT * FROM recommend_model('lightgcn', $u, k := 12)",
-            lambda: {"u": rng.choice(samples["users"])},
+            "SELECT * FROM recommend_model($m, $u, k := 12)",
+            lambda: {"m": MODEL[0], "u": rng.choice(samples["users"])},
         ),
         "similar": (
-            "SELECT * FROM similar_books_model('lightgcn', $i, k := 10) UNION ALL BY NAME "
-            "SELECT * FROM similar_books_by_content($i, k := 10)",
-            lambda: {"i": rng.choice(samples["isbns"])},
+            "SELECT * FROM similar_books_model($m, $i, k := 10)"
+            + (
+                " UNION ALL BY NAME SELECT * FROM similar_books_by_content($i, k := 10)"
+                if content
+                else ""
+            ),
+            lambda: {"m": MODEL[0], "i": rng.choice(samples["isbns"])},
         ),
     }
     out = {}
@@ -307,6 +316,25 @@ def _first_loads(base: str, runs: int) -> dict[str, float]:
 
 
 _FIRST_IDS: dict[str, object] = {}
+MODEL = ["lightgcn"]  # the model the reader and similar callbacks ask most (--model)
+
+
+def _memory(pid: int) -> list[tuple[str, float, float, float]]:
+    """(process, RSS, PSS, USS) in GB of the server and its workers: PSS shares each page among
+    the processes that map it, so the PSS sum is what the server costs the machine."""
+    import psutil
+
+    root = psutil.Process(pid)
+    out = []
+    for i, proc in enumerate([root, *root.children(recursive=True)]):
+        try:
+            m = proc.memory_full_info()
+        except psutil.Error:
+            continue
+        out.append(
+            ("master" if i == 0 else f"worker {proc.pid}", m.rss / 1e9, m.pss / 1e9, m.uss / 1e9)
+        )
+    return out
 
 
 def main() -> None:
@@ -321,6 +349,9 @@ def main() -> None:
         default=ROOT / "data" / "bench" / "app_synthetic.duckdb",
         help="where to build (once) the synthetic database when --db is not given",
     )
+    ap.add_argument(
+        "--model", default="lightgcn", help="the model most reader/similar requests ask"
+    )
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=50, help="requests per client per callback")
     ap.add_argument("--page-loads", type=int, default=3)
@@ -334,6 +365,7 @@ def main() -> None:
         help="extra `bookrec serve` flags, e.g. '--workers 1' (default: the server's defaults)",
     )
     args = ap.parse_args()
+    MODEL[0] = args.model
     db_path = args.db
     if db_path is None:
         db_path = args.synthetic
@@ -380,6 +412,7 @@ def main() -> None:
             single = _load(base, cbs, kind, samples, 1, args.requests, args.seed + 2)
             times = _load(base, cbs, kind, samples, args.clients, args.requests, args.seed + 3)
             results[kind] = (times, single)
+        memory = _memory(proc.pid)
         loads = _first_loads(base, args.page_loads) if args.page_loads > 0 else {}
     finally:
         proc.terminate()
@@ -401,6 +434,12 @@ def main() -> None:
             f"{_pct(times, 99):.0f} | {_pct(single, 50):.0f} | {ref[kind]:.0f} | "
             f"{'ok' if _pct(times, 95) <= 300 else 'MISSED'} (<= 300) |"
         )
+    print("\n| process (after the callbacks) | RSS GB | PSS GB | USS GB |\n|---|---|---|---|")
+    for name, rss, pss, uss in memory:
+        print(f"| {name} | {rss:.2f} | {pss:.2f} | {uss:.2f} |")
+    print(
+        f"| **all** | {sum(m[1] for m in memory):.2f} | **{sum(m[2] for m in memory):.2f}** | {sum(m[3] for m in memory):.2f} |"
+    )
     if loads:
         print("\n| first page load (cold browser, data on screen) | median s |\n|---|---|")
         for name, secs in loads.items():
