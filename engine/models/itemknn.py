@@ -20,6 +20,7 @@ from engine.models.base import (
     Recommender,
     register,
     settings_from_dict,
+    usable_out,
 )
 from engine.models.checkpoint import pack_csr, unpack_csr
 from engine.models.trainer import set_threads
@@ -74,10 +75,12 @@ def topk_rows(
 
     `block(r0, r1)` gives rows r0:r1 of the unweighted sparse product; rows are taken in blocks
     whose estimated entries (`work` per row) fit in `block_mb`, so memory is bounded whatever n is.
-    Ties are broken by the lower column index (deterministic).
+    Ties are broken by the lower column index (deterministic). The kept entries go straight into
+    CSR parts (per-row counts, int32 columns, float32 values: 8 bytes an entry; xl's 288 M took
+    20 as COO triplets with int64 rows and columns, and did not fit), sorted within each row.
     """
     budget = max(1, block_mb * 2**20 // 24)  # ~24 bytes per entry while weighting and sorting
-    rows_out, cols_out, vals_out = [], [], []
+    counts, cols_out, vals_out = [], [], []
     for r0, r1 in row_blocks(work, budget):
         b = block(r0, r1).tocsr()
         r = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(b.indptr))
@@ -86,13 +89,22 @@ def topk_rows(
         keep = (v > 0) & (r != c)
         r, c, v = r[keep], c[keep], v[keep]
         keep = _top_per_row(r - r0, c, v, r1 - r0, k)
-        rows_out.append(r[keep])
-        cols_out.append(c[keep])
+        # rows stay in order: each block adds its rows' counts, columns and values (CSR parts)
+        counts.append(np.bincount(r[keep] - r0, minlength=r1 - r0))
+        cols_out.append(c[keep].astype(np.int32 if n < 2**31 else np.int64))
         vals_out.append(v[keep])
-    return sp.csr_matrix(
-        (_cat(vals_out, np.float32), (_cat(rows_out, np.int64), _cat(cols_out, np.int64))),
-        shape=(n, n),
-    )
+        del b, r, c, v, keep
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(_cat(counts, np.int64), out=indptr[1:])
+    indices = _cat(cols_out, np.int32)
+    cols_out.clear()
+    data = _cat(vals_out, np.float32)
+    vals_out.clear()
+    if indptr[-1] < 2**31 and indices.dtype == np.int32:
+        indptr = indptr.astype(np.int32)
+    out = sp.csr_matrix((data, indices, indptr), shape=(n, n))
+    out.sort_indices()
+    return out
 
 
 def _top_per_row(r: np.ndarray, c: np.ndarray, v: np.ndarray, n: int, k: int) -> np.ndarray:
@@ -159,10 +171,17 @@ class ItemItemModel(Recommender):
             train_seconds=seconds,
         )
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """x_u @ W for a batch of users (sparse rows x sparse W; each user touches its items' rows)."""
-        out = (self.train[users.cpu().numpy()] @ self.weights).toarray()
-        return torch.from_numpy(out.astype(np.float32, copy=False)).to(users.device)
+    def score(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """x_u @ W for a batch of users (sparse rows x sparse W; each user touches its items' rows),
+        densified into `out` when that is a usable CPU buffer."""
+        product = self.train[users.cpu().numpy()] @ self.weights
+        if product.dtype == np.float32 and usable_out(
+            out, len(users), product.shape[1], torch.device("cpu")
+        ):
+            product.toarray(out=out.numpy())
+            return out
+        dense = product.toarray()
+        return torch.from_numpy(dense.astype(np.float32, copy=False)).to(users.device)
 
     def item_item(self, topk: int) -> sp.csr_matrix | None:
         """W itself: sparse by construction (the model's own top-k), so fold-in is exact."""
