@@ -125,3 +125,66 @@ def test_train_judges_a_sample_when_max_users_is_set(planted_db, monkeypatch):
     sampled = stage.train(con, "popularity", {}, db_path=path).record
     assert sampled.metrics["n_users"] == 20 < full["n_users"]
     assert sampled.params["evaluate"]["max_users"] == 20
+    # the prototype's sampled metric judges the same sample (it ranked every test user: hours at xl)
+    assert sampled.metrics["sampled_users"] <= 20 < full["sampled_users"]
+
+
+def test_sampled_metric_keeps_each_users_held_out_item_when_restricted():
+    from engine.evaluate.sampled import held_out_items, sampled_ranking
+
+    rng = np.random.default_rng(3)
+    dense = rng.random((60, 400)) < 0.05
+    test = sp.csr_matrix(dense.astype(np.float32))
+    seen = sp.csr_matrix((rng.random((60, 400)) < 0.05).astype(np.float32)) + test
+    scores = torch.from_numpy(rng.random((60, 400)).astype(np.float32))
+    users, _ = held_out_items(test, 7)
+    some = users[::3]
+    got = sampled_ranking(lambda u: scores[u].clone(), test, seen, seed=7, users=some)
+    assert got["sampled_users"] == len(some)
+    full = sampled_ranking(lambda u: scores[u].clone(), test, seen, seed=7, users=users)
+    assert full == sampled_ranking(lambda u: scores[u].clone(), test, seen, seed=7)
+
+
+def test_a_model_that_takes_out_is_scored_into_one_reused_buffer():
+    """Every batch of full_ranking / top-N / the sampled metric goes into the same block (a fresh
+    block per batch is zero-filled page by page: a third of Gowalla's evaluation), with the same
+    metrics as the same scores returned fresh."""
+    from engine.evaluate.sampled import sampled_ranking
+
+    rng = np.random.default_rng(0)
+    scores = torch.from_numpy(rng.random((50, 30)).astype(np.float32))
+    train = sp.csr_matrix((rng.random((50, 30)) < 0.2).astype(np.float32))
+    test = sp.csr_matrix((rng.random((50, 30)) < 0.2).astype(np.float32))
+    pointers = []
+
+    def into(users, out=None):
+        pointers.append(None if out is None else out.data_ptr())
+        return out.copy_(scores[users])
+
+    fresh = full_ranking(lambda u: scores[u].clone(), train, test, ks=(5,), batch_size=8)
+    assert full_ranking(into, train, test, ks=(5,), batch_size=8) == fresh
+    assert len(pointers) == 7 and len(set(pointers)) == 1 and None not in pointers
+    pointers.clear()
+    sampled_ranking(into, test, train + test, n_neg=5, k=3, batch_size=8)
+    assert len(set(pointers)) == 1 and None not in pointers
+
+
+@pytest.mark.parametrize("name", ["popularity", "itemknn", "rp3beta", "hybrid", "mf", "bpr"])
+def test_models_write_the_same_scores_into_out(name):
+    from engine.models.base import Dataset, build
+
+    rng = np.random.default_rng(1)
+    train = sp.csr_matrix((rng.random((40, 25)) < 0.2).astype(np.float32))
+    data = Dataset(40, 25, train)
+    settings = {"epochs": 2, "progress": False} if name in ("mf", "bpr") else {}
+    model = build(name, settings)
+    model.fit(data)
+    users = torch.arange(0, 40, 3)
+    expected = model.score(users).float()
+    out = torch.full((len(users), 25), float("nan"))
+    got = model.score(users, out=out)
+    assert got.data_ptr() == out.data_ptr()
+    assert torch.allclose(got, expected, equal_nan=False)
+    # a buffer of the wrong shape is not written: the model returns a tensor of its own
+    wrong = torch.zeros((len(users) + 1, 25))
+    assert torch.allclose(model.score(users, out=wrong), expected) and not wrong.any()

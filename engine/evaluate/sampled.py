@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from engine.evaluate.metrics import ScoreFn, contains, pair_keys
+from engine.evaluate.metrics import ScoreBlocks, ScoreFn, contains, pair_keys
 
 
 def held_out_items(test: sp.csr_matrix, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -55,11 +55,18 @@ def sampled_ranking(
     seed: int = 2020,
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
+    users: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """sampled_hr@k / sampled_ndcg@k: the held-out item's rank among n_neg unseen items (ties count half)."""
+    """sampled_hr@k / sampled_ndcg@k: the held-out item's rank among n_neg unseen items (ties count
+    half). `users`: only these of the users with test items (`metrics.sample_users`); each keeps
+    the held-out item it has when every user is judged."""
     n_items = seen.shape[1]
     counts = np.diff(seen.tocsr().indptr)
-    users, pos = held_out_items(test, seed)
+    held, pos = held_out_items(test, seed)
+    if users is not None:
+        keep = np.isin(held, np.asarray(users, dtype=np.int64))
+        held, pos = held[keep], pos[keep]
+    users = held
     ok = (
         counts[users] + n_neg <= n_items
     )  # users who have seen (nearly) everything cannot be sampled
@@ -68,11 +75,12 @@ def sampled_ranking(
         return {f"sampled_hr@{k}": 0.0, f"sampled_ndcg@{k}": 0.0, "sampled_users": 0.0}
     neg = sample_negatives(users, seen, n_neg, seed)
     hr = ndcg = 0.0
+    blocks = ScoreBlocks(score_fn, n_items, min(batch_size, len(users)), device)
     for start in range(0, len(users), batch_size):
         sl = slice(start, start + batch_size)
         batch = torch.from_numpy(users[sl]).to(device)
         with torch.no_grad():
-            scores = score_fn(batch)
+            scores = blocks(batch)
         cand = torch.from_numpy(np.concatenate([pos[sl, None], neg[sl]], axis=1)).to(scores.device)
         s = torch.gather(scores, 1, cand).double()
         rank = (s[:, 1:] > s[:, :1]).sum(1).double() + 0.5 * (s[:, 1:] == s[:, :1]).sum(1).double()

@@ -55,6 +55,20 @@ class Dataset:
         return self.valid if self.valid is not None and self.valid.nnz else None
 
 
+def usable_out(
+    out: torch.Tensor | None, n_users: int, n_items: int, device: torch.device | None = None
+) -> bool:
+    """Whether a model's `score` may write a [n_users, n_items] block into `out`: the right shape,
+    float32, contiguous, and on `device` (None: any)."""
+    return (
+        out is not None
+        and tuple(out.shape) == (n_users, n_items)
+        and out.dtype == torch.float32
+        and out.is_contiguous()
+        and (device is None or out.device == torch.device(device))
+    )
+
+
 def binarize(m: sp.spmatrix) -> sp.csr_matrix:
     """CSR float32 with sorted indices, duplicates merged and every stored value 1.0."""
     m = sp.csr_matrix(m, dtype=np.float32)
@@ -94,7 +108,11 @@ class Recommender(ABC):
 
     @abstractmethod
     def score(self, users: torch.Tensor) -> torch.Tensor:
-        """Scores [len(users), n_items], float; training items are NOT masked here."""
+        """Scores [len(users), n_items], float; training items are NOT masked here.
+
+        A model may also take `out=None`: a float32 [len(users), n_items] buffer the evaluation
+        loop reuses for every batch (`metrics.ScoreBlocks`); when `usable_out(out, ...)` the
+        model writes its scores there and returns `out`, else it returns a tensor of its own."""
 
     def user_embeddings(self) -> np.ndarray | None:
         """Final user vectors [n_users, dim], or None for models without them."""

@@ -27,7 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from engine.models.base import Callback, Dataset, FitResult, register
+from engine.models.base import Callback, Dataset, FitResult, register, usable_out
 from engine.models.checkpoint import pack_csr, unpack_csr
 from engine.models.itemknn import SearchSpace, topk_rows
 from engine.models.rp3beta import RP3beta, RP3betaSettings
@@ -101,16 +101,24 @@ class Hybrid(RP3beta):
                 self.groups[f] = ((src * (weight / mean_row)).astype(np.float32).tocsr(), g.tocsr())
         return result
 
-    def _scores(self, x: sp.csr_matrix) -> np.ndarray:
-        out = (x @ self.weights).toarray()
+    def _scores(self, x: sp.csr_matrix, into: np.ndarray | None = None) -> np.ndarray:
+        product = x @ self.weights
+        out = product.toarray(
+            out=into if into is not None and product.dtype == into.dtype else None
+        )
         for src, g in self.groups.values():
             out += ((x @ src) @ g.T).toarray()
         return out
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """x_u @ W_rp3 + sum over groups of (x_u D^-gamma G) G^T."""
-        out = self._scores(self.train[users.cpu().numpy()])
-        return torch.from_numpy(out.astype(np.float32, copy=False)).to(users.device)
+    def score(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """x_u @ W_rp3 + sum over groups of (x_u D^-gamma G) G^T (into `out` when usable)."""
+        into = None
+        if usable_out(out, len(users), self.train.shape[1], torch.device("cpu")):
+            into = out.numpy()
+        dense = self._scores(self.train[users.cpu().numpy()], into)
+        if into is not None and dense is into:
+            return out
+        return torch.from_numpy(dense.astype(np.float32, copy=False)).to(users.device)
 
     def item_item(self, topk: int) -> sp.csr_matrix | None:
         """W with the group links added, each row pruned to its `topk` largest entries (the walk's

@@ -20,6 +20,7 @@ from engine.models.base import (
     Recommender,
     register,
     settings_from_dict,
+    usable_out,
 )
 from engine.models.graph import normalized_adjacency, propagate, propagate_rows, to_torch_csr
 
@@ -172,9 +173,13 @@ class LightGCN(Recommender):
             self.settings = settings
         return trainer.fit(self, data, callback)
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """Inner products of the final embeddings: [len(users), n_items]."""
+    def score(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Inner products of the final embeddings: [len(users), n_items] (into `out` when usable)."""
         users = users.to(self._users.device)
+        if self._items.dtype == torch.float32 and usable_out(
+            out, len(users), len(self._items), self._items.device
+        ):
+            return torch.matmul(self._users[users], self._items.T, out=out)
         return self._users[users] @ self._items.T
 
     def user_embeddings(self) -> np.ndarray | None:

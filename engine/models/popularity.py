@@ -17,6 +17,7 @@ from engine.models.base import (
     Recommender,
     register,
     settings_from_dict,
+    usable_out,
 )
 
 
@@ -62,9 +63,13 @@ class Popularity(Recommender):
             train_seconds=seconds,
         )
 
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """The same item scores for every user: [len(users), n_items]."""
-        return self.item_scores.float().unsqueeze(0).expand(len(users), -1).clone()
+    def score(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The same item scores for every user: [len(users), n_items] (written into `out` when
+        that is a usable buffer)."""
+        row = self.item_scores.float().unsqueeze(0).expand(len(users), -1)
+        if usable_out(out, len(users), len(self.item_scores)):
+            return out.copy_(row)
+        return row.clone()
 
     def state(self) -> dict[str, Any]:
         """Settings and the item scores."""

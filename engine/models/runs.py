@@ -18,6 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from engine import db
+from engine.evaluate.metrics import ScoreBlocks
 from engine.models.data import IdMaps
 from engine.neighbours import NEIGHBOURS, nearest, unit_rows
 
@@ -132,10 +133,11 @@ def top_n(
     n = min(n, maps.n_items)
     exclude = exclude.tocsr()
     parts = []
+    blocks = ScoreBlocks(score_fn, maps.n_items, min(batch_size, max(len(users), 1)), device)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         with torch.no_grad():
-            scores = score_fn(torch.from_numpy(batch).to(device)).float()
+            scores = blocks(torch.from_numpy(batch).to(device))
             sub = exclude[batch]
             rows = np.repeat(np.arange(len(batch)), np.diff(sub.indptr))
             scores[

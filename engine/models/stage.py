@@ -83,6 +83,7 @@ def evaluate_model(
         return {}
     device = resolve_device(settings.device)
     mask = known(data, "valid")
+    test_users = sample_users(data.test, settings.max_users, seed)
     metrics = full_ranking(
         model.score,
         mask,
@@ -90,7 +91,7 @@ def evaluate_model(
         ks=settings.ks,
         batch_size=settings.batch_size,
         device=device,
-        users=sample_users(data.test, settings.max_users, seed),
+        users=test_users,
     )
     if data.valid is not None and data.valid.nnz:
         on_valid = full_ranking(
@@ -113,6 +114,7 @@ def evaluate_model(
             seed=seed,
             batch_size=settings.batch_size,
             device=device,
+            users=test_users,
         )
     )
     return metrics
