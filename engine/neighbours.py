@@ -262,13 +262,21 @@ def nearest(
 
     Up to `settings.exact_max` rows an exact search with faiss (the macros' answers, ties
     included); beyond it an approximate IVF (or HNSW) index, ordered the same way among what it
-    finds. `threads` sets faiss's OpenMP threads for the call (None: all cores)."""
+    finds. `threads` sets faiss's OpenMP threads for the call (None: all cores).
+
+    A row of zeros (an item nobody read in training: ALS and the like leave it at 0) has no
+    direction: it is neither given neighbours nor one of anybody's. Its scores all tie at 0, so
+    an exact answer for it is a sort of the whole catalogue (at xl, 1.9 M rows per such book)."""
     settings = settings or load()
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    live = np.flatnonzero(np.any(arr != 0, axis=1)) if arr.size else np.zeros(0, np.int64)
+    if live.size < len(isbns):
+        arr = np.ascontiguousarray(arr[live])
+        isbns = [isbns[i] for i in live]
     n = len(isbns)
     k = min(k, n - 1)
     if k <= 0:
         return pl.DataFrame(schema=_SCHEMA)
-    arr = np.ascontiguousarray(vectors, dtype=np.float32)
     with faiss_threads(threads):
         hits, scores = neighbour_rows(arr, k, isbn_ranks(isbns), settings, progress)
     return as_frame(isbns, hits, scores)

@@ -966,8 +966,8 @@ class Store:
         if listed is not None:
             return listed
         items = self._item_vectors(run["run_id"])
-        if key not in items.row:
-            return [], [], run["model"]
+        if key not in items.row or not items.unit[items.row[key]].any():
+            return [], [], run["model"]  # a zero vector (unread in training): no direction
         scores = items.unit @ items.unit[items.row[key]]
         scores[items.row[key]] = -np.inf
         best = _top(scores, items.isbns, k)

@@ -101,6 +101,23 @@ def test_small_inputs():
     assert two.height == 6 and set(two.filter(pl.col("isbn") == "A")["neighbour"]) == {"B", "C"}
 
 
+def test_zero_rows_are_neither_searched_nor_found():
+    """Items nobody read in training keep a zero vector (ALS): their scores all tie at 0, so an
+    exact list for one was a sort of the whole catalogue (xl: the ALS write-back never ended).
+    They get no list and are nobody's neighbour; the other lists are those without them."""
+    vecs = _clustered(400, 16, groups=8, seed=4)
+    isbns = [f"{i:010d}" for i in range(400)]
+    zero = np.arange(0, 400, 3)
+    with_zeros = vecs.copy()
+    with_zeros[zero] = 0
+    got = neighbours.nearest(isbns, with_zeros, 10, settings=NeighbourSettings(exact_max=100))
+    dead = {isbns[i] for i in zero}
+    assert not dead & set(got["isbn"]) and not dead & set(got["neighbour"])
+    live = [i for i in range(400) if i % 3]
+    alone = neighbours.nearest([isbns[i] for i in live], vecs[live], 10)
+    assert _recall(got, alone) >= 0.95 and got.height == alone.height
+
+
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
 def test_approximate_index_above_the_threshold_keeps_recall(kind):
     """Above a lowered exact_max the approximate index answers, with recall@20 >= 0.95."""
