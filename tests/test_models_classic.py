@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
@@ -141,7 +142,7 @@ def test_itemknn_matches_the_dense_formula(settings: dict) -> None:
 
 def test_top_per_row_keeps_the_k_largest_with_ties_by_lower_column() -> None:
     """The partition-based row top-k equals a full sort by (row, -value, column), ties included."""
-    from engine.models.itemknn import _top_per_row
+    from engine.models.itemknn import top_per_row
 
     rng = np.random.default_rng(7)
     n, k = 40, 6
@@ -151,7 +152,7 @@ def test_top_per_row_keeps_the_k_largest_with_ties_by_lower_column() -> None:
     order = np.lexsort((c, -v, r))
     rank = np.arange(len(r)) - np.searchsorted(r[order], r[order], side="left")
     expected = np.sort(order[rank < k])
-    assert np.array_equal(np.sort(_top_per_row(r, c, v, n, k)), expected)
+    assert np.array_equal(np.sort(top_per_row(r, c, v, n, k)), expected)
 
 
 def test_top_k_rows_are_built_in_csr_parts_not_int64_triplets() -> None:
@@ -315,3 +316,40 @@ def test_bench_command_accepts_the_new_models(tmp_path) -> None:
         result = CliRunner().invoke(bench, [*args, "--model", name, "--threads", "1"])
         assert result.exit_code == 0, result.output
         assert "recall@20" in result.output
+
+
+def test_sparse_top_n_lists_what_the_dense_top_n_lists_without_zero_filler() -> None:
+    """Item-item write-back from sparse rows (xl: no dense [batch, 1.9 M] blocks): the same
+    ranked items and scores as the dense top-N wherever a reader has n positive scores, known
+    items never listed, and no zero-score filler for readers with fewer."""
+    from engine.models.data import IdMaps
+    from engine.models.runs import top_n, top_n_sparse
+
+    rng = np.random.default_rng(5)
+    x = sp.csr_matrix((rng.random((60, 80)) < 0.05).astype(np.float32))
+    model = build("itemknn", {"topk": 6})
+    model.fit(Dataset(60, 80, x))
+    maps = IdMaps(
+        user_ids=np.arange(100, 160),
+        isbns=np.array([f"isbn{i:03d}" for i in range(80)], dtype=object),
+    )
+    users = np.arange(60, dtype=np.int64)
+    dense = top_n(model.score, users, x, maps, 12, batch_size=7)
+    sparse = top_n_sparse(model.sparse_scores, users, x, maps, 12, batch_size=7)
+    assert (sparse["score"] > 0).all() and sparse.height < dense.height
+    full = sparse.group_by("user_id").len().filter(pl.col("len") == 12)["user_id"]
+    assert len(full) > 10
+    key = ["user_id", "rank"]
+    a = dense.filter(pl.col("user_id").is_in(full.implode())).sort(key)
+    b = sparse.filter(pl.col("user_id").is_in(full.implode())).sort(key)
+    assert np.allclose(a["score"].to_numpy(), b["score"].to_numpy())  # rank by rank
+
+    def above_last(f: pl.DataFrame) -> set:  # items tied at a list's last score may differ
+        last = pl.col("score").min().over("user_id")
+        return set(f.filter(pl.col("score") > last + 1e-6).select("user_id", "isbn").rows())
+
+    assert above_last(a) == above_last(b) and len(above_last(b)) > 5 * len(full)
+    known = {(100 + u, f"isbn{i:03d}") for u, i in zip(*x.nonzero(), strict=True)}
+    assert not known & set(zip(sparse["user_id"], sparse["isbn"], strict=True))
+    # the dense top-N fills short lists with zero scores: what the sparse one leaves out
+    assert (dense.filter(~pl.col("user_id").is_in(full.implode()))["score"] <= 0).any()

@@ -128,6 +128,12 @@ class Recommender(ABC):
         fits with the model's own settings. {} for most models."""
         return {}
 
+    def sparse_scores(self, users: np.ndarray) -> sp.csr_matrix | None:
+        """The scores of `users` as sparse rows, for a model whose scores are zero (no evidence)
+        for all but a few items per reader (item-item: x_u W), or None. The top-N write-back
+        then ranks only the stored entries (`runs.top_n_sparse`) instead of dense blocks."""
+        return None
+
     def item_item(self, topk: int) -> sp.csr_matrix | None:
         """Item x item weights W with score(x) = x W for a reader's binary row x (what fold-in
         needs to score a new reader, engine/foldin.py), or None when the score is not of that form.

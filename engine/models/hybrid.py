@@ -120,6 +120,11 @@ class Hybrid(RP3beta):
             return out
         return torch.from_numpy(dense.astype(np.float32, copy=False)).to(users.device)
 
+    def sparse_scores(self, users: np.ndarray) -> sp.csr_matrix | None:
+        """None: the group terms give every book of a reader's imprints a score (100k-book
+        publishers), so the top-N write-back scores dense blocks."""
+        return None
+
     def item_item(self, topk: int) -> sp.csr_matrix | None:
         """W with the group links added, each row pruned to its `topk` largest entries (the walk's
         own top-k plus the strongest links): exact for rows within topk, approximate beyond."""

@@ -88,7 +88,7 @@ def topk_rows(
         v = weight(r, c, v).astype(np.float32)
         keep = (v > 0) & (r != c)
         r, c, v = r[keep], c[keep], v[keep]
-        keep = _top_per_row(r - r0, c, v, r1 - r0, k)
+        keep = top_per_row(r - r0, c, v, r1 - r0, k)
         # rows stay in order: each block adds its rows' counts, columns and values (CSR parts)
         counts.append(np.bincount(r[keep] - r0, minlength=r1 - r0))
         cols_out.append(c[keep].astype(np.int32 if n < 2**31 else np.int64))
@@ -107,7 +107,7 @@ def topk_rows(
     return out
 
 
-def _top_per_row(r: np.ndarray, c: np.ndarray, v: np.ndarray, n: int, k: int) -> np.ndarray:
+def top_per_row(r: np.ndarray, c: np.ndarray, v: np.ndarray, n: int, k: int) -> np.ndarray:
     """Indices of the k largest `v` of each row (rows `r` grouped, 0..n-1), ties by lower `c`.
 
     Rows with at most k entries keep them all; a longer row takes a partition (linear) and sorts
@@ -182,6 +182,10 @@ class ItemItemModel(Recommender):
             return out
         dense = product.toarray()
         return torch.from_numpy(dense.astype(np.float32, copy=False)).to(users.device)
+
+    def sparse_scores(self, users: np.ndarray) -> sp.csr_matrix | None:
+        """x_u @ W as sparse rows: a reader's scores are zero off its items' neighbours."""
+        return (self.train[np.asarray(users)] @ self.weights).tocsr()
 
     def item_item(self, topk: int) -> sp.csr_matrix | None:
         """W itself: sparse by construction (the model's own top-k), so fold-in is exact."""

@@ -170,6 +170,58 @@ def top_n(
     return frame.with_columns(isbn.gather(frame["item"]).alias("isbn")).drop("item")
 
 
+def top_n_sparse(
+    sparse_scores: Callable[[np.ndarray], sp.csr_matrix],
+    users: np.ndarray,
+    exclude: sp.csr_matrix,
+    maps: IdMaps,
+    n: int,
+    batch_size: int = 16384,
+) -> pl.DataFrame:
+    """Top-n items per user from sparse score rows (`Recommender.sparse_scores`): the user's known
+    items dropped, positive scores only (as refresh's x W lists), ties by the lower item index.
+    The same lists as `top_n` wherever a reader has n items with a positive score; a reader with
+    fewer gets only those, not zero-score filler. Never a dense [batch, items] block: at xl (1 M
+    readers x 1.9 M books) the dense write-back takes about an hour, this a few minutes."""
+    from engine.models.itemknn import top_per_row
+
+    n = min(n, maps.n_items)
+    exclude = exclude.tocsr()
+    parts = []
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        scores = sparse_scores(batch).tocsr().astype(np.float32)
+        scores = scores - scores.multiply(exclude[batch])  # known items: exactly 0
+        scores.data[~(scores.data > 0)] = 0  # also NaN
+        scores.eliminate_zeros()
+        r = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(scores.indptr))
+        c, v = scores.indices.astype(np.int64), scores.data
+        keep = top_per_row(r, c, v, len(batch), n)
+        r, c, v = r[keep], c[keep], v[keep]
+        order = np.lexsort((c, -v, r))
+        r, c, v = r[order], c[order], v[order]
+        rank = np.arange(len(r)) - np.searchsorted(r, r, side="left") + 1
+        parts.append(
+            pl.DataFrame(
+                {
+                    "user_id": maps.user_ids[batch][r].astype(np.int32),
+                    "rank": rank.astype(np.int32),
+                    "item": c,
+                    "score": v.astype(np.float64),
+                }
+            )
+        )
+    frame = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(
+            schema={"user_id": pl.Int32, "rank": pl.Int32, "item": pl.Int64, "score": pl.Float64}
+        )
+    )
+    isbn = pl.Series("isbn", maps.isbns.tolist(), dtype=pl.Utf8)
+    return frame.with_columns(isbn.gather(frame["item"]).alias("isbn")).drop("item")
+
+
 def global_ranking(item_scores: np.ndarray, maps: IdMaps) -> pl.DataFrame:
     """One ranking for every user (user_id NULL): popularity's whole catalogue, best first."""
     order = np.argsort(-item_scores, kind="stable")

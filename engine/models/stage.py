@@ -330,6 +330,14 @@ def _payload(
     elif model.name == "popularity":
         scores = model.score(torch.zeros(1, dtype=torch.long))[0].double().numpy()
         out["recommendations"] = runs.global_ranking(scores, maps)
+    elif maps.n_users and model.sparse_scores(np.zeros(1, dtype=np.int64)) is not None:
+        out["recommendations"] = runs.top_n_sparse(
+            model.sparse_scores,
+            np.arange(maps.n_users, dtype=np.int64),
+            known(data, "valid", "test"),
+            maps,
+            settings.topn,
+        )
     else:
         users = np.arange(maps.n_users, dtype=np.int64)
         out["recommendations"] = runs.top_n(
