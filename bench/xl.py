@@ -11,7 +11,11 @@ write-back, O(users x items), which is what does not fit a 2-core machine at xl)
 
 --reuse keeps sample files and the DB already in --out (skips sample and ingest when present).
 Evaluation score blocks are kept small with BOOKREC_EVALUATE_BATCH_SIZE (default here 128:
-128 x 2.7M items x 4 B = 1.4 GB per block, against 11 GB at the default 1024).
+128 x 2.7M items x 4 B = 1.4 GB per block, against 11 GB at the default 1024), and train judges a
+seeded sample of test / valid users, BOOKREC_EVALUATE_MAX_USERS (default here 20,000, as `just xl`).
+--enrich N adds the content side on a slice: `bookrec enrich --provider zero-shot --limit N`,
+`bookrec facets`, `bookrec content --scope enriched` (each timed; the enrich line projects the
+whole catalogue at the slice's rate).
 """
 
 from __future__ import annotations
@@ -91,6 +95,17 @@ def stage(name: str, cmd: list[str], cap: int, env: dict[str, str], mem_gb: floa
     return row
 
 
+def _projection(row: dict, n: int, db: Path) -> str:
+    """The enrich slice's rate applied to every book in the file."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    books = con.execute("SELECT count(*) FROM books").fetchall()[0][0]
+    con.close()
+    rate = n / row["wall_s"]
+    return f"{rate:.0f} books/s: all {books:,} books ~{books / rate / 3600:.1f} h"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/xl"))
@@ -100,6 +115,10 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=1800, help="wall-clock cap per stage (s)")
     parser.add_argument("--train-cap", type=int, default=600, help="cap for bookrec train (s)")
     parser.add_argument("--rank-users", type=int, default=2048)
+    parser.add_argument(
+        "--enrich", type=int, default=0, help="zero-shot slice of N books (0: none)"
+    )
+    parser.add_argument("--skip-fit", action="store_true", help="no in-process fit+rank stages")
     parser.add_argument("--mem-gb", type=float, default=16.0, help="address-space cap of fits")
     parser.add_argument(
         "--train", nargs="*", default=None, help="models to run `bookrec train` for (capped)"
@@ -108,6 +127,7 @@ def main() -> None:
     data, db = args.out / "sample", args.out / "bookrec.duckdb"
     env = dict(os.environ)
     env.setdefault("BOOKREC_EVALUATE_BATCH_SIZE", "128")
+    env.setdefault("BOOKREC_EVALUATE_MAX_USERS", "20000")
     batch = env["BOOKREC_EVALUATE_BATCH_SIZE"]
     print(f"load: {os.getloadavg()}, nproc {os.cpu_count()}", flush=True)
     rows = []
@@ -132,9 +152,18 @@ def main() -> None:
         rows.append(
             stage(f"train {m}", [BOOKREC, "train", "--model", m, "--db", str(db)], 300, env)
         )
-    for m in models[1:]:
+    for m in [] if args.skip_fit else models[1:]:
         cmd = [PYTHON, "-c", FIT, str(db), m, str(args.rank_users), batch]
         rows.append(stage(f"fit+rank {m}", cmd, args.cap, env, args.mem_gb))
+    if args.enrich:
+        enrich = [BOOKREC, "enrich", "--provider", "zero-shot", "--limit", str(args.enrich)]
+        rows.append(
+            stage(f"enrich zero-shot {args.enrich:,}", [*enrich, "--db", str(db)], args.cap, env)
+        )
+        rows[-1]["out"].append(_projection(rows[-1], args.enrich, db))
+        rows.append(stage("facets", [BOOKREC, "facets", "--db", str(db)], args.cap, env))
+        cmd = [BOOKREC, "content", "--scope", "enriched", "--db", str(db)]
+        rows.append(stage(f"content {args.enrich:,} books", cmd, args.cap, env))
     if args.train is None or args.train:
         for m in models if args.train is None else args.train:
             cmd = [BOOKREC, "train", "--model", m, "--db", str(db)]
