@@ -7,7 +7,10 @@ The SQL macros (similar_books_by_content, similar_books_run) stay exact scans. U
 `exact_max` rows (200,000) the lists are faiss's exact inner-product search and give the macros'
 answers (tests check that they agree); above it they come from an IVF index (0.993 recall@20
 against the exact lists at 271k x 384, docs/BENCHMARKS.md, `bench/neighbours.py`), checked on
-500 sample rows first: below `min_recall` (0.95) even with more probes, the search is exact.
+500 sample rows first: below `min_recall` (0.95) even with more probes, the search is exact up
+to `exact_fallback_max` rows (400,000), and above that no lists are written at all (an exact
+search over n rows is n^2 work: xl's 1.66 M 64-d item vectors would take hours), so the
+dashboard answers those books by its exact query-time search instead of from doubtful lists.
 The dashboard's query-time search (engine/query.py) uses `exact_rows` with the macros' tie rule.
 """
 
@@ -39,6 +42,8 @@ class NeighbourSettings:
     nprobe: int = 32  # IVF lists scanned per query (of ~2 sqrt(n) lists)
     ef_search: int = 128  # HNSW candidate queue per query
     min_recall: float = 0.95  # recall@k the approximate index must reach on a sample, else exact
+    # above this many rows a failed recall check writes no lists instead of searching exactly
+    exact_fallback_max: int = 400_000
     block: int = 8192  # query rows per faiss call (progress; result arrays stay small)
     seed: int = 0  # IVF's training sample and k-means
 
@@ -186,7 +191,8 @@ def _checked(
     settings: NeighbourSettings,
 ) -> float:
     """recall@k of `index` against the exact lists on 500 seeded sample rows, doubling nprobe
-    (IVF) or efSearch (HNSW) until it reaches `min_recall` or stops being cheaper than exact."""
+    (IVF) or efSearch (HNSW) until it reaches `min_recall` or stops being cheaper than exact
+    (and than the exact search of `exact_max` rows)."""
     n = vectors.shape[0]
     sample = np.random.default_rng(settings.seed).choice(n, min(n, 500), replace=False)
     truth, _ = exact_rows(vectors, sample, k, ranks)
@@ -196,7 +202,14 @@ def _checked(
         recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(top, truth, strict=True)]))
         if recall >= settings.min_recall:
             return recall
-        if hasattr(index, "nprobe") and index.nprobe * 2 <= index.nlist // 4:
+        # more probes while each list search stays under a quarter of the lists and under the
+        # work of the largest exact search we run (exact_max rows: exact_max^2 row products)
+        probed = index.nprobe * 2 * n / index.nlist * n if hasattr(index, "nprobe") else 0
+        if (
+            hasattr(index, "nprobe")
+            and index.nprobe * 2 <= index.nlist // 4
+            and probed <= float(settings.exact_max) ** 2
+        ):
             index.nprobe *= 2
         elif hasattr(index, "hnsw") and index.hnsw.efSearch * 2 <= 1024:
             index.hnsw.efSearch *= 2
@@ -210,8 +223,9 @@ def neighbour_rows(
     ranks: np.ndarray,
     settings: NeighbourSettings,
     progress: Callable[[str], None] | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(hits, scores), (n, k): every row's k nearest other rows (see `nearest`)."""
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(hits, scores), (n, k): every row's k nearest other rows (see `nearest`); None when the
+    approximate index misses `min_recall` on more rows than an exact search can afford."""
     n = vectors.shape[0]
     approximate = n > settings.exact_max
     index = _approximate_index(vectors, settings) if approximate else None
@@ -219,6 +233,15 @@ def neighbour_rows(
         recall = _checked(index, vectors, k, ranks, settings)
         if progress:
             progress(f"neighbours (approximate): sample recall@{k} {recall:.3f}")
+        if recall < settings.min_recall and n > settings.exact_fallback_max:
+            if progress:
+                progress(
+                    f"neighbours: no lists: recall@{k} {recall:.3f} is under min_recall "
+                    f"{settings.min_recall} and an exact search of {n:,} rows is n^2 work "
+                    f"(over exact_fallback_max {settings.exact_fallback_max:,}); the dashboard "
+                    "searches these vectors exactly per request"
+                )
+            return None
         if recall < settings.min_recall:
             index, approximate = None, False  # too far off on these vectors: exact it is
     hits = np.empty((n, k), dtype=np.int64)
@@ -262,7 +285,8 @@ def nearest(
 
     Up to `settings.exact_max` rows an exact search with faiss (the macros' answers, ties
     included); beyond it an approximate IVF (or HNSW) index, ordered the same way among what it
-    finds. `threads` sets faiss's OpenMP threads for the call (None: all cores).
+    finds; no rows at all when that index misses `min_recall` above `exact_fallback_max` rows.
+    `threads` sets faiss's OpenMP threads for the call (None: all cores).
 
     A row of zeros (an item nobody read in training: ALS and the like leave it at 0) has no
     direction: it is neither given neighbours nor one of anybody's. Its scores all tie at 0, so
@@ -278,8 +302,10 @@ def nearest(
     if k <= 0:
         return pl.DataFrame(schema=_SCHEMA)
     with faiss_threads(threads):
-        hits, scores = neighbour_rows(arr, k, isbn_ranks(isbns), settings, progress)
-    return as_frame(isbns, hits, scores)
+        found = neighbour_rows(arr, k, isbn_ranks(isbns), settings, progress)
+    if found is None:
+        return pl.DataFrame(schema=_SCHEMA)
+    return as_frame(isbns, *found)
 
 
 def as_frame(isbns: Sequence[str], hits: np.ndarray, scores: np.ndarray) -> pl.DataFrame:

@@ -163,6 +163,11 @@ def test_threshold_switch_and_setting_from_the_environment(monkeypatch):
     got = neighbours.nearest(isbns, vecs, 5, settings=strict, progress=said.append)
     assert "sample recall@5" in said[0] and all("(exact)" in m for m in said[1:])
     assert got.equals(neighbours.nearest(isbns, vecs, 5, settings=NeighbourSettings(exact_max=n)))
+    # ... unless that exact search is too big: then no lists (the dashboard searches per request)
+    said.clear()
+    huge = NeighbourSettings(exact_max=0, min_recall=1.01, exact_fallback_max=n - 1)
+    assert neighbours.nearest(isbns, vecs, 5, settings=huge, progress=said.append).is_empty()
+    assert "no lists" in said[-1] and f"{n:,} rows" in said[-1]
 
 
 def test_threads_setting_is_applied_and_restored():
