@@ -22,12 +22,14 @@ demo size="small": setup (sample size) (ingest-sample size) enrich facets conten
 sample size="small": setup
     {{bin}}/bookrec sample --size {{size}} --out data/sample/{{size}}
 
-# 10x Book-Crossing (2.7M books, 11.5M ratings) in its own DB: sample, ingest, split, popularity judged on 20k sampled readers (bench/xl.py times each stage)
+# 10x Book-Crossing (2.7M books, 11.5M ratings) in its own DB: sample, ingest, split, popularity / ALS / item-kNN judged on 20k sampled readers, evaluate (~45 min on 2 cores; then `bookrec serve --db data/xl/bookrec.duckdb`; bench/xl.py times each stage)
 xl out="data/xl": setup
     {{bin}}/bookrec sample --size xl --out {{out}}/sample
     {{bin}}/bookrec ingest --books {{out}}/sample/Books.csv --ratings {{out}}/sample/Ratings.csv --users {{out}}/sample/Users.csv --db {{out}}/bookrec.duckdb
     {{bin}}/bookrec split --db {{out}}/bookrec.duckdb
     BOOKREC_EVALUATE_BATCH_SIZE=128 BOOKREC_EVALUATE_MAX_USERS=20000 {{bin}}/bookrec train --model popularity --db {{out}}/bookrec.duckdb
+    BOOKREC_EVALUATE_BATCH_SIZE=128 BOOKREC_EVALUATE_MAX_USERS=20000 BOOKREC_ALS_DIM=64 {{bin}}/bookrec train --model als --db {{out}}/bookrec.duckdb
+    BOOKREC_EVALUATE_BATCH_SIZE=128 BOOKREC_EVALUATE_MAX_USERS=20000 {{bin}}/bookrec train --model itemknn --db {{out}}/bookrec.duckdb
     BOOKREC_EVALUATE_BATCH_SIZE=128 BOOKREC_EVALUATE_MAX_USERS=20000 {{bin}}/bookrec evaluate --db {{out}}/bookrec.duckdb
 
 # Ingest Book-Crossing CSVs (any known format) into the DuckDB file

@@ -107,16 +107,20 @@ def topk_rows(
     return out
 
 
-def top_per_row(r: np.ndarray, c: np.ndarray, v: np.ndarray, n: int, k: int) -> np.ndarray:
-    """Indices of the k largest `v` of each row (rows `r` grouped, 0..n-1), ties by lower `c`.
+def top_per_row(
+    r: np.ndarray, c: np.ndarray, v: np.ndarray, n: int, k: int | np.ndarray
+) -> np.ndarray:
+    """Indices of the k largest `v` of each row (rows `r` grouped, 0..n-1), ties by lower `c`;
+    `k` one number or one per row.
 
     Rows with at most k entries keep them all; a longer row takes a partition (linear) and sorts
     only the entries tied at its k-th value, instead of sorting every entry of the block."""
     ends = np.cumsum(np.bincount(r, minlength=n))
     starts = ends - np.bincount(r, minlength=n)
+    ks = np.broadcast_to(np.asarray(k, dtype=np.int64), (n,))
     out = np.ones(len(v), dtype=bool)
-    for row in np.flatnonzero(ends - starts > k):
-        s, e = starts[row], ends[row]
+    for row in np.flatnonzero(ends - starts > ks):
+        s, e, k = starts[row], ends[row], int(ks[row])
         seg = v[s:e]
         thr = np.partition(seg, len(seg) - k)[len(seg) - k]
         above = seg > thr

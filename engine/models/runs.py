@@ -18,7 +18,7 @@ import scipy.sparse as sp
 import torch
 
 from engine import db
-from engine.evaluate.metrics import ScoreBlocks
+from engine.evaluate.metrics import ScoreBlocks, contains
 from engine.models.data import IdMaps
 from engine.neighbours import NEIGHBOURS, nearest, unit_rows
 
@@ -176,7 +176,7 @@ def top_n_sparse(
     exclude: sp.csr_matrix,
     maps: IdMaps,
     n: int,
-    batch_size: int = 16384,
+    batch_size: int = 4096,
 ) -> pl.DataFrame:
     """Top-n items per user from sparse score rows (`Recommender.sparse_scores`): the user's known
     items dropped, positive scores only (as refresh's x W lists), ties by the lower item index.
@@ -187,20 +187,28 @@ def top_n_sparse(
 
     n = min(n, maps.n_items)
     exclude = exclude.tocsr()
+    exclude.sort_indices()
     parts = []
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
-        scores = sparse_scores(batch).tocsr().astype(np.float32)
-        scores = scores - scores.multiply(exclude[batch])  # known items: exactly 0
-        scores.data[~(scores.data > 0)] = 0  # also NaN
-        scores.eliminate_zeros()
+        scores = sparse_scores(batch).tocsr()
+        known = exclude[batch]
         r = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(scores.indptr))
-        c, v = scores.indices.astype(np.int64), scores.data
-        keep = top_per_row(r, c, v, len(batch), n)
+        c, v = scores.indices.astype(np.int64), scores.data.astype(np.float32, copy=False)
+        live = v > 0  # also drops NaN
+        r, c, v = r[live], c[live], v[live]
+        # the n best plus as many as the reader has known items (dropped next): a selection over
+        # the few kept entries instead of a sorted copy of the whole sparse product
+        keep = top_per_row(r, c, v, len(batch), n + np.diff(known.indptr))
         r, c, v = r[keep], c[keep], v[keep]
+        known_keys = np.repeat(np.arange(len(batch), dtype=np.int64), np.diff(known.indptr))
+        known_keys = known_keys * maps.n_items + known.indices  # sorted: rows, then columns
+        unseen = ~contains(known_keys, r * maps.n_items + c)
+        r, c, v = r[unseen], c[unseen], v[unseen]
         order = np.lexsort((c, -v, r))
         r, c, v = r[order], c[order], v[order]
         rank = np.arange(len(r)) - np.searchsorted(r, r, side="left") + 1
+        r, c, v, rank = r[rank <= n], c[rank <= n], v[rank <= n], rank[rank <= n]
         parts.append(
             pl.DataFrame(
                 {
