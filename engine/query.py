@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import duckdb
 import numpy as np
@@ -164,7 +164,7 @@ class _TopLists:
     def of(self, user_id: int) -> list[tuple[str, float]]:
         """(isbn, score) of the reader's list and the shared one, as app_topn orders them
         (score descending, then ISBN)."""
-        at = int(np.searchsorted(self.users, user_id))
+        at = find(self.users, user_id)
         rows = self.shared
         if at < self.users.size and self.users[at] == user_id:
             own = np.arange(self.starts[at], self.starts[at + 1])
@@ -251,6 +251,20 @@ def _vectors(frame: pl.DataFrame) -> _Vectors:
     # content embeddings are stored unit-length: share the matrix instead of a 416 MB copy
     unit = raw if np.allclose(norms, 1.0, atol=1e-4) else raw / np.where(norms == 0, 1, norms)
     return _Vectors(isbns, Keys(isbns), raw, unit)
+
+
+def find(sorted_ids: np.ndarray, value: int, side: Literal["left", "right"] = "left") -> int:
+    """np.searchsorted for one id, searched in the array's own integer type: a Python int makes
+    numpy cast the whole array to int64 first (14 ms a lookup over xl's 11.5 M ratings by reader,
+    in every reader request); an id outside the type's range sorts before or after every row."""
+    if sorted_ids.dtype.kind in "iu":
+        info = np.iinfo(sorted_ids.dtype)
+        if value < info.min:
+            return 0
+        if value > info.max:
+            return int(sorted_ids.size)
+        return int(np.searchsorted(sorted_ids, sorted_ids.dtype.type(value), side))
+    return int(np.searchsorted(sorted_ids, value, side))
 
 
 def _top(scores: np.ndarray, isbns: np.ndarray, k: int) -> np.ndarray:
@@ -696,7 +710,7 @@ class Store:
         if not -(2**31) <= user_id < 2**31:
             return None
         ids, users = self._users()
-        at = int(np.searchsorted(ids, user_id))
+        at = find(ids, user_id)
         profile = users.row(at, named=True) if at < ids.size and ids[at] == user_id else None
         rated = self.user_ratings(user_id)["rating"]
         if profile is None and rated.len() == 0:
@@ -733,7 +747,7 @@ class Store:
     def user_ratings(self, user_id: int) -> pl.DataFrame:
         """A reader's rated books (isbn, rating), best rated first."""
         users, ratings = self._ratings_by_user()
-        lo, hi = np.searchsorted(users, user_id, "left"), np.searchsorted(users, user_id, "right")
+        lo, hi = find(users, user_id), find(users, user_id, "right")
         return ratings.slice(int(lo), int(hi - lo))
 
     def user_history(self, user_id: int, limit: int = 200) -> pl.DataFrame:
@@ -837,7 +851,7 @@ class Store:
     ) -> tuple[list[str], list[float]]:
         if run["scoring"] == "embedding":
             ids, matrix = self._user_vectors(run["run_id"])
-            at = int(np.searchsorted(ids, user_id))
+            at = find(ids, user_id)
             if at >= ids.size or ids[at] != user_id:
                 return [], []
             vec = matrix[at]
@@ -1076,11 +1090,11 @@ class Store:
         if not -(2**31) <= user_id < 2**31:
             return False
         ids, _ = self._users()
-        at = int(np.searchsorted(ids, user_id))
+        at = find(ids, user_id)
         if at < ids.size and ids[at] == user_id:
             return True
         users, _ = self._ratings_by_user()
-        lo = int(np.searchsorted(users, user_id, "left"))
+        lo = find(users, user_id)
         return lo < users.size and users[lo] == user_id
 
     def has_book(self, isbn: str) -> str:
