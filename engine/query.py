@@ -161,20 +161,27 @@ class _TopLists:
     scores: np.ndarray
     isbns: np.ndarray
 
-    def of(self, user_id: int) -> list[tuple[str, float]]:
+    def of(self, user_id: int, limit: int | None = None) -> list[tuple[str, float]]:
         """(isbn, score) of the reader's list and the shared one, as app_topn orders them
-        (score descending, then ISBN)."""
+        (score descending, then ISBN); with `limit`, the first `limit` of them (those above the
+        limit-th score, and every row tied with it, are sorted: popularity's shared list is the
+        whole catalogue, 1.9 M rows at xl)."""
         at = find(self.users, user_id)
         rows = self.shared
         if at < self.users.size and self.users[at] == user_id:
             own = np.arange(self.starts[at], self.starts[at + 1])
             rows = np.concatenate([own, rows]) if rows.size else own
+        if limit is not None and rows.size > limit:
+            values = self.scores[rows]
+            kth = np.partition(values, rows.size - limit)[rows.size - limit]
+            rows = rows[values >= kth]
         pairs = zip(
             self.isbns[self.codes[rows]].tolist(),
             self.scores[rows].astype(np.float64).tolist(),
             strict=True,
         )
-        return sorted(pairs, key=lambda p: (-p[1], p[0]))
+        ordered = sorted(pairs, key=lambda p: (-p[1], p[0]))
+        return ordered if limit is None else ordered[:limit]
 
 
 def _top_lists(frame: pl.DataFrame) -> _TopLists:
@@ -863,9 +870,13 @@ class Store:
             return items.isbns[best].tolist(), scores[best].astype(float).tolist()
         lists = self._memo.get(("top_lists", run["run_id"]))
         if lists is not None:  # the default run's lists, loaded by warm(): no query per request
-            kept = [p for p in lists.of(user_id) if p[0] not in rated][:k]
+            # the rated books are dropped from the first k + |rated|: no more is ever needed
+            kept = [p for p in lists.of(user_id, k + len(rated)) if p[0] not in rated][:k]
             return [p[0] for p in kept], [p[1] for p in kept]
-        top = self.frame("app_topn", {"run_id": run["run_id"], "user_id": user_id})
+        top = self.frame(
+            "app_topn_head",
+            {"run_id": run["run_id"], "user_id": user_id, "limit": k + len(rated)},
+        )
         top = top.filter(~pl.col("isbn").is_in(list(rated))).head(k)
         return top["isbn"].to_list(), top["score"].to_list()
 

@@ -67,6 +67,11 @@ def test_top_lists_equal_the_query(app_store):
                     finally:
                         store._memo[("top_lists", run["run_id"])] = lists
                     assert fast == slow
+                    whole = store.frame("app_topn", {"run_id": run["run_id"], "user_id": uid})
+                    whole = whole.filter(~pl.col("isbn").is_in(list(rated))).head(k)
+                    assert fast == (whole["isbn"].to_list(), whole["score"].to_list())
+                    for limit in (1, k, k + 3):
+                        assert lists.of(uid, limit) == lists.of(uid)[:limit]
         finally:
             store._memo.pop(("top_lists", run["run_id"]), None)
 
