@@ -120,6 +120,19 @@ def embedding_frame(run_id: str, key: str, ids: np.ndarray, vectors: np.ndarray)
     )
 
 
+def _with_isbns(parts: list[pl.DataFrame], maps: IdMaps) -> pl.DataFrame:
+    """(user_id, rank, item, score) parts as one (user_id, rank, isbn, score) frame."""
+    frame = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(
+            schema={"user_id": pl.Int32, "rank": pl.Int32, "item": pl.Int64, "score": pl.Float64}
+        )
+    )
+    isbn = pl.Series("isbn", maps.isbns.tolist(), dtype=pl.Utf8)
+    return frame.with_columns(isbn.gather(frame["item"]).alias("isbn")).drop("item")
+
+
 def top_n(
     score_fn,
     users: np.ndarray,
@@ -159,15 +172,7 @@ def top_n(
                 }
             )
         )
-    frame = (
-        pl.concat(parts)
-        if parts
-        else pl.DataFrame(
-            schema={"user_id": pl.Int32, "rank": pl.Int32, "item": pl.Int64, "score": pl.Float64}
-        )
-    )
-    isbn = pl.Series("isbn", maps.isbns.tolist(), dtype=pl.Utf8)
-    return frame.with_columns(isbn.gather(frame["item"]).alias("isbn")).drop("item")
+    return _with_isbns(parts, maps)
 
 
 def top_n_sparse(
@@ -219,15 +224,7 @@ def top_n_sparse(
                 }
             )
         )
-    frame = (
-        pl.concat(parts)
-        if parts
-        else pl.DataFrame(
-            schema={"user_id": pl.Int32, "rank": pl.Int32, "item": pl.Int64, "score": pl.Float64}
-        )
-    )
-    isbn = pl.Series("isbn", maps.isbns.tolist(), dtype=pl.Utf8)
-    return frame.with_columns(isbn.gather(frame["item"]).alias("isbn")).drop("item")
+    return _with_isbns(parts, maps)
 
 
 def global_ranking(item_scores: np.ndarray, maps: IdMaps) -> pl.DataFrame:
