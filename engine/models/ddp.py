@@ -17,12 +17,13 @@ model's device resolves to cuda (rank r then uses cuda:LOCAL_RANK).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import socket
 import sys
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -187,13 +188,31 @@ def serve(hooks: RankHooks) -> None:
             trainer.fit(model, job["data"])
 
 
+def _shutdown() -> None:
+    """Destroy the process group once nothing still holds its work: gloo's worker threads may
+    keep async work whose tensors refer to Python objects, and freeing those during interpreter
+    shutdown aborts the process ("terminate called without an active exception", seen about once
+    in a few dozen torchrun runs)."""
+    gc.collect()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Leave a rank's process without interpreter shutdown (see `_shutdown`), output flushed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _worker(index: int, url: str, world_size: int, backend: str) -> None:
-    """A spawned rank (index + 1)."""
+    """A spawned rank (index + 1); its process ends here, with no interpreter shutdown."""
     hooks = _init(index + 1, world_size, index + 1, world_size, backend, url)
     try:
         serve(hooks)
     finally:
-        dist.destroy_process_group()
+        _shutdown()
+    _exit_now(0)
 
 
 def free_port() -> int:
@@ -243,8 +262,7 @@ def _close(hooks: RankHooks | None, procs: mp.ProcessContext) -> None:
                 p.terminate()
         for p in procs.processes:
             p.join(10)
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    _shutdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             hooks.send(None)
         return code
     finally:
-        dist.destroy_process_group()
+        _shutdown()
 
 
 def _flag(argv: list[str], name: str) -> str | None:
@@ -286,4 +304,4 @@ def _flag(argv: list[str], name: str) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit_now(main())
