@@ -188,3 +188,25 @@ def test_models_write_the_same_scores_into_out(name):
     # a buffer of the wrong shape is not written: the model returns a tensor of its own
     wrong = torch.zeros((len(users) + 1, 25))
     assert torch.allclose(model.score(users, out=wrong), expected) and not wrong.any()
+
+
+@pytest.mark.parametrize("n", [1, 63, 200, 1000])
+def test_inner_products_equal_torch_matmul_in_blocks(n: int) -> None:
+    from engine.models.base import inner_products
+
+    g = torch.Generator().manual_seed(n)
+    users, items = torch.randn(n, 16, generator=g), torch.randn(300, 16, generator=g)
+    expected = users @ items.T
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # two row blocks on the pool where n allows
+    try:
+        assert torch.allclose(inner_products(users, items), expected, atol=1e-5)
+    finally:
+        torch.set_num_threads(threads)
+    out = torch.full((n, 300), float("nan"))
+    got = inner_products(users, items, out)
+    assert got.data_ptr() == out.data_ptr() and torch.allclose(out, expected, atol=1e-5)
+    view = items[::2]  # a strided view of the model's own vectors
+    assert torch.allclose(inner_products(users, view), users @ view.T, atol=1e-5)
+    double = inner_products(users.double(), items.double())  # other dtypes: torch as before
+    assert double.dtype == torch.float64 and torch.allclose(double, expected.double(), atol=1e-5)

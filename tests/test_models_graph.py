@@ -10,9 +10,12 @@ import torch
 from engine.models import Dataset, build
 from engine.models.graph import (
     has_edges,
+    node_order,
     normalized_adjacency,
     propagate,
     propagate_rows,
+    reorder,
+    spmm,
     to_torch_csr,
 )
 from engine.models.sampling import UniformSampler
@@ -91,9 +94,11 @@ def test_graph_has_no_test_edge() -> None:
     model = build("lightgcn", {"progress": False, "num_threads": 1})
     model.init_module(data, torch.device("cpu"))
     t = model.module.adj
-    adj = sp.csr_matrix(
+    stored = sp.csr_matrix(
         (t.values().numpy(), t.col_indices().numpy(), t.crow_indices().numpy()), shape=t.shape
     )
+    pos = model.module.pos.numpy()  # the nodes are stored in locality order
+    adj = stored[pos][:, pos]
     assert has_edges(adj, data.n_users, data.test) == 0
     assert has_edges(adj, data.n_users, data.train) == data.train.nnz
     assert adj.nnz == 2 * data.train.nnz
@@ -134,3 +139,71 @@ def test_normalized_adjacency_with_facet_nodes() -> None:
     assert a[:2, 4].sum() == 0  # no user-facet edge
     plain = normalized_adjacency(r).toarray()
     assert np.array_equal(normalized_adjacency(r, sp.csr_matrix((2, 0))).toarray(), plain)
+
+
+def test_spmm_equals_matmul_and_never_reads_its_output() -> None:
+    a = to_torch_csr(normalized_adjacency(random_train()))
+    assert a.crow_indices().dtype == torch.int32  # MKL's index width: no conversion per product
+    x = torch.randn(70, 8)
+    torch.manual_seed(0)
+    for _ in range(3):  # fresh, uninitialised outputs (often recycled memory) every time
+        assert torch.allclose(spmm(a, x), a @ x, atol=1e-6)
+    ego = torch.randn(70, 8, requires_grad=True)
+    (g,) = torch.autograd.grad(spmm(a, ego).sum(), ego)  # with autograd it stays a @ x
+    assert torch.allclose(g, (a @ torch.ones(70, 8)).float(), atol=1e-5)
+
+
+def bandwidth(m: sp.csr_matrix) -> int:
+    coo = m.tocoo()
+    return int(np.abs(coo.row - coo.col).max())
+
+
+def test_node_order_keeps_neighbours_close() -> None:
+    rng = np.random.default_rng(0)
+    n = 200  # a banded graph whose ids were shuffled: the order finds the band again
+    rows = np.repeat(np.arange(n), 3)
+    cols = np.clip(rows + rng.integers(-3, 4, len(rows)), 0, n - 1)
+    band = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+    band = ((band + band.T) > 0).astype(np.float64).tocsr()
+    shuffle = rng.permutation(n)
+    shuffled = reorder(band, shuffle)
+    order = node_order(shuffled)
+    assert sorted(order.tolist()) == list(range(n))
+    assert bandwidth(reorder(shuffled, order)) < bandwidth(shuffled) / 5
+    back = reorder(reorder(shuffled, order), np.argsort(order))  # reorder is a permutation
+    assert (back != shuffled).nnz == 0
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_the_locality_order_changes_nothing_a_caller_sees(layers: int) -> None:
+    """Embeddings, loss and gradients in node id order equal the plain (unordered) propagation."""
+    train = random_train(40, 60, 0.15, seed=7)
+    model = build("lightgcn", {"progress": False, "num_threads": 1, "layers": layers, "dim": 8})
+    data = Dataset(40, 60, train, None, None)
+    torch.manual_seed(3)
+    model.init_module(data, torch.device("cpu"))
+    torch.manual_seed(3)
+    plain_init = torch.nn.Embedding(100, 8)
+    torch.nn.init.normal_(plain_init.weight, std=0.1)
+    module = model.module
+    assert not torch.equal(module.pos, torch.arange(100))  # the order is not the identity here
+    assert torch.equal(module.ego(), plain_init.weight)  # each node keeps its initial vector
+    plain = to_torch_csr(normalized_adjacency(train))
+    ego = module.ego().detach().clone().requires_grad_(True)
+    with torch.no_grad():
+        assert torch.allclose(module.propagate_all(), propagate(plain, ego, layers), atol=1e-6)
+    users, pos, neg = (
+        torch.tensor([0, 5, 5, 39]),
+        torch.tensor([1, 2, 3, 59]),
+        torch.tensor([4, 0, 7, 8]),
+    )
+    loss = module.bpr_loss(users, pos, neg, reg=0.1)
+    nodes = torch.cat([users, pos + 40, neg + 40])
+    final = reference(plain.to_sparse_coo(), ego, layers)[nodes]
+    u, p, n = final.split(len(users))
+    ref = torch.nn.functional.softplus((u * n).sum(1) - (u * p).sum(1)).mean()
+    ref = ref + 0.1 * 0.5 * ego[nodes].pow(2).sum() / len(users)
+    assert torch.allclose(loss, ref, atol=1e-6)
+    (g_stored,) = torch.autograd.grad(loss, module.embedding.weight)
+    (g_ref,) = torch.autograd.grad(ref, ego)
+    assert torch.allclose(g_stored[module.pos], g_ref, atol=1e-6)

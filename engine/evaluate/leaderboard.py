@@ -15,7 +15,7 @@ import torch
 from engine import config
 from engine.errors import StageNotReadyError, UnknownEntityError
 from engine.models import checkpoint, runs, split
-from engine.models.base import from_state, usable_out
+from engine.models.base import from_state, inner_products
 from engine.models.data import IdMaps, to_dataset
 from engine.models.stage import EvalSettings, evaluate_model
 
@@ -45,9 +45,7 @@ class _EmbeddingScorer:
         self.items[torch.from_numpy(ii[ii >= 0])] = torch.from_numpy(v[ii >= 0])
 
     def score(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        if usable_out(out, len(users), len(self.items), self.items.device):
-            return torch.matmul(self.users[users.cpu()], self.items.T, out=out)
-        return self.users[users.cpu()] @ self.items.T
+        return inner_products(self.users[users.cpu()], self.items, out)
 
 
 def _scorer(con: duckdb.DuckDBPyConnection, run: dict[str, Any], maps: IdMaps):

@@ -17,9 +17,9 @@ from engine.models.base import (
     Dataset,
     FitResult,
     Recommender,
+    inner_products,
     register,
     settings_from_dict,
-    usable_out,
 )
 from engine.models.itemknn import SearchSpace
 from engine.models.trainer import resolve_device
@@ -114,11 +114,7 @@ class ImplicitMF(Recommender):
     def score(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Inner products of the factors: [len(users), n_items] (into `out` when usable)."""
         u = self._users[users.to(self._users.device)]
-        if self._items.dtype == torch.float32 and usable_out(
-            out, len(users), len(self._items), self._items.device
-        ):
-            return torch.matmul(u, self._items.T, out=out)
-        return (u @ self._items.T).to(users.device)
+        return inner_products(u, self._items, out).to(users.device)
 
     def user_embeddings(self) -> np.ndarray | None:
         """User factors [n_users, dim] (BPR: a trailing 1 that meets the item bias)."""

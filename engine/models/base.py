@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 import torch
+from threadpoolctl import ThreadpoolController
 
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -67,6 +70,58 @@ def usable_out(
         and out.is_contiguous()
         and (device is None or out.device == torch.device(device))
     )
+
+
+# Rows of the user block per BLAS call below which one call on one thread does it all.
+_MIN_BLOCK_ROWS = 64
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="bookrec-scores")
+
+
+def inner_products(
+    users: torch.Tensor, items: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """users @ items.T as [len(users), len(items)] scores, written into `out` when usable.
+
+    On the CPU, float32: numpy's BLAS on row blocks, one block per torch thread, each BLAS call
+    single-threaded. Measured on Gowalla's full ranking (29,858 x 40,981, dim 64, 2 threads, AMD
+    EPYC): torch's MKL sgemm takes 2.53 s there (MKL runs a generic path on non-Intel CPUs), two
+    OpenBLAS threads 1.16 s but their spinning after each call slows the torch topk that follows
+    (1.11 -> 1.69 s); blocks on single-threaded BLAS calls 1.09 s and leave topk alone.
+    """
+    n, m = len(users), len(items)
+    fast = (
+        users.device.type == "cpu"
+        and items.device.type == "cpu"
+        and users.dtype == torch.float32
+        and items.dtype == torch.float32
+        and not users.requires_grad
+        and not items.requires_grad
+    )
+    if not fast:
+        if usable_out(out, n, m, items.device):
+            return torch.matmul(users, items.T, out=out)
+        return users @ items.T
+    if not usable_out(out, n, m, torch.device("cpu")):
+        out = torch.empty((n, m), dtype=torch.float32)
+    u, v, o = users.contiguous().numpy(), items.numpy().T, out.numpy()
+    blocks = max(1, min(torch.get_num_threads(), n // _MIN_BLOCK_ROWS))
+    cuts = np.linspace(0, n, blocks + 1).astype(np.int64)
+    parts = [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    with _blas().limit(limits=1, user_api="blas"):
+        if blocks == 1:
+            np.matmul(u, v, out=o)
+        else:
+            list(_pool(blocks).map(lambda rows: np.matmul(u[rows], v, out=o[rows]), parts))
+    return out
 
 
 def binarize(m: sp.spmatrix) -> sp.csr_matrix:

@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 
 def normalized_adjacency(
@@ -42,23 +43,63 @@ def normalized_adjacency(
     return norm
 
 
+def node_order(adj: sp.csr_matrix) -> np.ndarray:
+    """A node order that keeps graph neighbours close in memory: reverse Cuthill-McKee.
+
+    order[k] is the node stored at position k. Propagation reads the embedding rows of every
+    node's neighbours; in RCM order those rows sit near each other, so one Gowalla SpMM
+    (70,839 nodes, 1.6 M edges, dim 64) takes 17.9 instead of 28.1 ms (median of 15 rounds).
+    The order depends only on the graph, so every run on the same data gets the same one.
+    """
+    return reverse_cuthill_mckee(adj.tocsr(), symmetric_mode=True).astype(np.int64)
+
+
+def reorder(adj: sp.csr_matrix, order: np.ndarray) -> sp.csr_matrix:
+    """adj with its rows and columns in `order` (node order[k] becomes node k), indices sorted."""
+    out = adj.tocsr()[order][:, order].tocsr()
+    out.sort_indices()
+    return out
+
+
 # torch marks sparse CSR as beta and warns once per process; the ops used here are stable.
 warnings.filterwarnings(
     "ignore", message="Sparse CSR tensor support is in beta", category=UserWarning
 )
 
 
+def index_dtype(m: sp.spmatrix) -> np.dtype:
+    """int32 indices where they fit (MKL's sparse kernels take 32-bit indices: torch converts an
+    int64 CSR's index arrays to int32 on every product, two copies of 1.6 M entries per Gowalla
+    SpMM, 36 -> 28 ms), else int64."""
+    limit = np.iinfo(np.int32).max
+    return np.dtype(np.int32 if max(m.nnz, *m.shape) < limit else np.int64)
+
+
 def to_torch_csr(m: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.Tensor:
-    """A scipy CSR matrix as a torch sparse CSR tensor (float32)."""
+    """A scipy CSR matrix as a torch sparse CSR tensor (float32, 32-bit indices where they fit)."""
     m = m.tocsr()
+    dtype = index_dtype(m)
     return torch.sparse_csr_tensor(
-        torch.from_numpy(m.indptr.astype(np.int64)),
-        torch.from_numpy(m.indices.astype(np.int64)),
+        torch.from_numpy(m.indptr.astype(dtype)),
+        torch.from_numpy(m.indices.astype(dtype)),
         torch.from_numpy(m.data.astype(np.float32)),
         size=m.shape,
         device=device,
         check_invariants=False,  # built from a canonical scipy CSR; checking costs a pass over it
     )
+
+
+def spmm(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """a @ x for a sparse CSR `a` and a dense `x`, written straight into a new tensor on the CPU.
+
+    `a @ x` there zero-fills a tensor, copies it into the result, then runs MKL with beta = 0
+    (two extra passes over the [n, dim] output: about a quarter of a LightGCN step on Gowalla);
+    addmm into an uninitialised `out` with beta = 0 skips both (BLAS never reads C when beta is 0).
+    """
+    if a.device.type != "cpu" or (x.requires_grad and torch.is_grad_enabled()):
+        return a @ x
+    out = torch.empty((a.shape[0], x.shape[1]), dtype=x.dtype)
+    return torch.addmm(out, a, x, beta=0, out=out)
 
 
 def propagate(a: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:
@@ -72,7 +113,7 @@ def propagate(a: torch.Tensor, ego: torch.Tensor, layers: int) -> torch.Tensor:
     out = ego.clone()
     h = ego
     for _ in range(layers):
-        h = a @ h
+        h = spmm(a, h)
         out += h
     return out / (layers + 1)
 
@@ -87,16 +128,17 @@ def has_edges(adj: sp.csr_matrix, n_users: int, pairs: sp.csr_matrix) -> int:
 def slice_rows(
     a: torch.Tensor, rows: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """a[rows] of a sparse CSR `a` as (crow, row position, column, value) arrays."""
+    """a[rows] of a sparse CSR `a` as (crow, row position, column, value) arrays, the index
+    arrays in `a`'s index dtype."""
     crow, col, val = a.crow_indices(), a.col_indices(), a.values()
-    starts = crow[rows]
-    lens = crow[rows + 1] - starts
+    starts = crow[rows].long()
+    lens = crow[rows + 1].long() - starts
     ends = torch.cumsum(lens, 0)
     row_pos = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lens)
     flat = torch.arange(int(ends[-1]) if len(rows) else 0, device=rows.device)
     flat = flat - (ends - lens)[row_pos] + starts[row_pos]
-    new_crow = torch.cat([ends.new_zeros(1), ends])
-    return new_crow, row_pos, col[flat], val[flat]
+    new_crow = torch.cat([ends.new_zeros(1), ends]).to(crow.dtype)
+    return new_crow, row_pos.to(crow.dtype), col[flat], val[flat]
 
 
 class RowPropagation(torch.autograd.Function):
@@ -115,7 +157,7 @@ class RowPropagation(torch.autograd.Function):
         acc = ego_rows.clone()
         h = ego
         for _ in range(layers - 1):
-            h = a @ h
+            h = spmm(a, h)
             acc += h[rows]
         sub = torch.sparse_csr_tensor(
             crow, col, val, size=(len(rows), a.shape[1]), device=a.device, check_invariants=False
@@ -132,7 +174,7 @@ class RowPropagation(torch.autograd.Function):
         # a[rows]^T g as a CSR (n x len(rows)) product: faster than a scatter of nnz x dim values.
         order = torch.argsort(col)
         crow_t = torch.zeros(ctx.n + 1, dtype=col.dtype, device=col.device)
-        crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n), 0)
+        crow_t[1:] = torch.cumsum(torch.bincount(col, minlength=ctx.n), 0)  # int64 -> col's dtype
         sub_t = torch.sparse_csr_tensor(
             crow_t,
             row_pos[order],
@@ -141,10 +183,10 @@ class RowPropagation(torch.autograd.Function):
             device=g.device,
             check_invariants=False,
         )
-        q = sub_t @ g
+        q = spmm(sub_t, g)
         q.index_add_(0, rows, g)  # the rows' own share at the last layer...
         for _ in range(ctx.layers - 1):
-            q = ctx.a @ q
+            q = spmm(ctx.a, q)
             q.index_add_(0, rows, g)  # ...and at every earlier one
         if grad_ego is not None:
             q.index_add_(0, rows, grad_ego)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,11 +19,18 @@ from engine.models.base import (
     Dataset,
     FitResult,
     Recommender,
+    inner_products,
     register,
     settings_from_dict,
-    usable_out,
 )
-from engine.models.graph import normalized_adjacency, propagate, propagate_rows, to_torch_csr
+from engine.models.graph import (
+    node_order,
+    normalized_adjacency,
+    propagate,
+    propagate_rows,
+    reorder,
+    to_torch_csr,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,13 @@ class MFSettings(LightGCNSettings):
 
 
 class LightGCNModule(nn.Module):
-    """Ego embeddings of users then items; the graph is attached, not a parameter."""
+    """Ego embeddings of users then items; the graph is attached, not a parameter.
+
+    With a graph attached the embedding table is stored in the graph's locality order (rows
+    permuted, see `graph.node_order`) and `pos[node]` says where each node's row is: a buffer,
+    so checkpoints and best weights carry it. Callers always speak of node ids; `ego()` and
+    `propagate_all()` answer in node order.
+    """
 
     def __init__(
         self,
@@ -85,16 +99,36 @@ class LightGCNModule(nn.Module):
         if self.item_bias is not None:
             nn.init.zeros_(self.item_bias.weight)
         self.adj: torch.Tensor | None = None
+        self.register_buffer("pos", None)
+
+    def attach_graph(self, adj: sp.csr_matrix, device: torch.device) -> None:
+        """Propagate over `adj` (nodes in id order), storing nodes in locality order."""
+        order = node_order(adj)
+        self.adj = to_torch_csr(reorder(adj, order), device)
+        pos = np.empty_like(order)
+        pos[order] = np.arange(len(order))
+        self.pos = torch.from_numpy(pos).to(device)
+        with torch.no_grad():  # the same initial vector per node as without the reordering
+            w = self.embedding.weight
+            w.copy_(w[torch.from_numpy(order).to(w.device)])
+
+    def ego(self) -> torch.Tensor:
+        """The ego (layer-0) embeddings in node id order."""
+        w = self.embedding.weight
+        return w if self.pos is None else w[self.pos]
 
     def propagate_all(self) -> torch.Tensor:
-        """Final embeddings of every node (mean of layers 0..L)."""
-        return propagate(self.adj, self.embedding.weight, self.layers)
+        """Final embeddings of every node (mean of layers 0..L), in node id order."""
+        final = propagate(self.adj, self.embedding.weight, self.layers)
+        return final if self.pos is None else final[self.pos]
 
     def bpr_loss(
         self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float
     ) -> torch.Tensor:
         """BPR + reg * 1/2 (|u0|^2 + |p0|^2 + |n0|^2) / batch, exactly the official LightGCN loss."""
         nodes = torch.cat([users, pos + self.n_users, neg + self.n_users])
+        if self.pos is not None:
+            nodes = self.pos[nodes]
         uniq, inverse = torch.unique(nodes, return_inverse=True)
         final, ego = propagate_rows(self.adj, self.embedding.weight, uniq, self.layers)
         u, p, n = final[inverse].split(len(users))
@@ -145,7 +179,7 @@ class LightGCN(Recommender):
             item_bias=getattr(s, "item_bias", False),
         ).to(device)
         if s.layers > 0:
-            self.module.adj = to_torch_csr(normalized_adjacency(data.train, facets), device)
+            self.module.attach_graph(normalized_adjacency(data.train, facets), device)
 
     def batch_loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
         """Loss of one batch of (user, positive, negative) triples."""
@@ -176,11 +210,7 @@ class LightGCN(Recommender):
     def score(self, users: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Inner products of the final embeddings: [len(users), n_items] (into `out` when usable)."""
         users = users.to(self._users.device)
-        if self._items.dtype == torch.float32 and usable_out(
-            out, len(users), len(self._items), self._items.device
-        ):
-            return torch.matmul(self._users[users], self._items.T, out=out)
-        return self._users[users] @ self._items.T
+        return inner_products(self._users[users], self._items, out)
 
     def user_embeddings(self) -> np.ndarray | None:
         """Final (propagated) user vectors."""
@@ -198,7 +228,7 @@ class LightGCN(Recommender):
             "n_users": self.module.n_users,
             "n_items": self.module.n_items,
             "n_extra": self.module.n_extra,
-            "ego": self.module.embedding.weight.detach().cpu(),
+            "ego": self.module.ego().detach().cpu(),
             "users": self._users.cpu(),
             "items": self._items.cpu(),
         }
