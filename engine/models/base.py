@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -82,7 +83,8 @@ def _blas() -> ThreadpoolController:
 
 
 @functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    # keyed by process: a forked child inherits the executor but none of its threads
     return ThreadPoolExecutor(threads, thread_name_prefix="bookrec-scores")
 
 
@@ -120,7 +122,11 @@ def inner_products(
         if blocks == 1:
             np.matmul(u, v, out=o)
         else:
-            list(_pool(blocks).map(lambda rows: np.matmul(u[rows], v, out=o[rows]), parts))
+            list(
+                _pool(blocks, os.getpid()).map(
+                    lambda rows: np.matmul(u[rows], v, out=o[rows]), parts
+                )
+            )
     return out
 
 
