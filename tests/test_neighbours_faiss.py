@@ -222,3 +222,20 @@ def test_query_time_content_search_agrees_with_the_macro(app_db, tmp_path):
                 )
     finally:
         store.close()
+
+
+def test_more_probes_within_the_work_of_the_exact_fallback():
+    """The recall check may double nprobe up to the work of the exact search it would fall back
+    to (exact_fallback_max rows), not only up to that of exact_max rows."""
+    n, k = 6000, 10
+    vecs = _clustered(n, 16, groups=30, seed=4)
+    ranks = neighbours.isbn_ranks([f"{i:06d}" for i in range(n)])
+
+    def probes(fallback: int) -> int:
+        s = NeighbourSettings(exact_max=100, nprobe=4, min_recall=1.01, exact_fallback_max=fallback)
+        index = neighbours._approximate_index(vecs, s)
+        neighbours._checked(index, vecs, k, ranks, s)
+        return index.nprobe
+
+    assert probes(fallback=n) == 32  # doubled to a quarter of its 155 lists
+    assert probes(fallback=100) == 4  # an exact search of 100 rows is cheaper than 8 probes
