@@ -239,3 +239,21 @@ def test_more_probes_within_the_work_of_the_exact_fallback():
 
     assert probes(fallback=n) == 32  # doubled to a quarter of its 155 lists
     assert probes(fallback=100) == 4  # an exact search of 100 rows is cheaper than 8 probes
+
+
+def test_the_recall_check_counts_tied_rows_as_hits():
+    """Rows that tie with the exact k-th score are as near as the ISBN-first ones the exact
+    lists keep: an index returning other tied rows passes the check (xl's ALS vectors)."""
+    groups, size, k = 100, 60, 10  # 60 copies of each direction: 59 others tie at score 1
+    rng = np.random.default_rng(5)
+    vecs = np.repeat(_unit(rng.standard_normal((groups, 16)).astype(np.float32)), size, axis=0)
+    n = groups * size
+    ranks = neighbours.isbn_ranks([f"{i:06d}" for i in rng.permutation(n)])
+    s = NeighbourSettings(exact_max=100, nprobe=1, exact_fallback_max=n)
+    index = neighbours._approximate_index(vecs, s)
+    assert neighbours._checked(index, vecs, k, ranks, s) == 1.0 and index.nprobe == 1
+    # the ISBN-first lists differ: the 19 candidates a search returns are some of the 59 ties
+    fast, cand = index.search(vecs[:50], k + 9)
+    exact, _ = neighbours.exact_rows(vecs, np.arange(50), k, ranks)
+    top, _, _ = neighbours._ordered(np.arange(50), cand, fast, ranks, k, 6, np.zeros(50))
+    assert np.mean([len(set(a) & set(b)) / k for a, b in zip(top, exact, strict=True)]) < 0.9
