@@ -7,9 +7,10 @@ The SQL macros (similar_books_by_content, similar_books_run) stay exact scans. U
 `exact_max` rows (200,000) the lists are faiss's exact inner-product search and give the macros'
 answers (tests check that they agree); above it they come from an IVF index (0.993 recall@20
 against the exact lists at 271k x 384, docs/BENCHMARKS.md, `bench/neighbours.py`), checked on
-500 sample rows first: below `min_recall` (0.95) even with more probes, the search is exact up
-to `exact_fallback_max` rows (400,000), and above that no lists are written at all (an exact
-search over n rows is n^2 work: xl's 1.66 M 64-d item vectors would take hours), so the
+500 sample rows first (rows tied with the exact k-th score count as hits; probes double up to
+the work of the exact fallback): below `min_recall` (0.95) even with more probes, the search is
+exact up to `exact_fallback_max` rows (400,000), and above that no lists are written at all (an
+exact search over n rows is n^2 work: xl's 1.66 M 64-d item vectors would take hours), so the
 dashboard answers those books by its exact query-time search instead of from doubtful lists.
 The dashboard's query-time search (engine/query.py) uses `exact_rows` with the macros' tie rule.
 """
