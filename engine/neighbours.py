@@ -47,6 +47,11 @@ class NeighbourSettings:
     exact_fallback_max: int = 400_000
     block: int = 8192  # query rows per faiss call (progress; result arrays stay small)
     seed: int = 0  # IVF's training sample and k-means
+    # served readers' recommendations (engine/query.py): an exact scan of every item vector per
+    # request up to this many items, above it a reader index (`reader_index`) whose sample
+    # recall@10 against that scan reaches min_recall, else the scan still
+    reader_exact_max: int = 500_000
+    reader_sample: int = 500  # sample readers of the reader index's recall check
 
 
 def load(overrides: dict | None = None) -> NeighbourSettings:
@@ -330,3 +335,104 @@ def as_frame(isbns: Sequence[str], hits: np.ndarray, scores: np.ndarray) -> pl.D
         },
         schema=_SCHEMA,
     )
+
+
+READER_K = 10  # the reader index's recall is measured at the dashboard's list length
+
+
+def reader_index(vectors: np.ndarray, settings: NeighbourSettings):  # -> faiss.IndexIVFFlat
+    """An IVF-Flat index for the readers' question, which items have the largest inner product
+    with a reader's vector, over the non-zero rows of `vectors` (faiss ids: their row numbers).
+
+    An inner-product IVF clusters the items by direction, but a reader's best items are mostly the
+    long ones (ALS, MF: popular books): on xl's ALS vectors it found 0.62 of the exact top 10 at
+    nprobe 64. So each item x becomes [x, sqrt(M^2 - |x|^2)] (M: the largest norm) and a reader q
+    becomes [q, 0]: every item then has length M, the L2 distance is M^2 + |q|^2 - 2 q.x, and the
+    nearest items in L2 are those with the largest inner product (Bachrach et al. 2014, "Speeding
+    up the Xbox recommender system using a Euclidean transformation for inner-product spaces").
+    There an L2 IVF found 0.997 of the top 10 at nprobe 32 (docs/BENCHMARKS.md)."""
+    import faiss
+
+    arr = np.asarray(vectors, dtype=np.float32)
+    live = np.flatnonzero(np.any(arr != 0, axis=1))
+    n, d = live.size, arr.shape[1]
+    top = float(np.max(np.einsum("ij,ij->i", arr[live], arr[live]))) if n else 0.0
+
+    def lifted(rows: np.ndarray) -> np.ndarray:
+        x = arr[rows]
+        extra = np.sqrt(np.maximum(top - np.einsum("ij,ij->i", x, x), 0))
+        return np.ascontiguousarray(np.hstack([x, extra[:, None]]), dtype=np.float32)
+
+    nlist = max(1, min(n // 39, round(2 * math.sqrt(n))))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d + 1), d + 1, nlist, faiss.METRIC_L2)
+    index.cp.seed, index.cp.niter = settings.seed, 10
+    rng = np.random.default_rng(settings.seed)
+    index.train(lifted(np.sort(rng.choice(live, min(n, 64 * nlist), replace=False))))
+    for at in range(0, n, 1 << 18):  # lifted in blocks: no second copy of every row
+        rows = live[at : at + (1 << 18)]
+        index.add_with_ids(lifted(rows), rows.astype(np.int64))
+    index.nprobe = min(nlist, settings.nprobe)
+    return index
+
+
+def reader_candidates(
+    index, vectors: np.ndarray, query: np.ndarray, exclude: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """(rows, float32 scores) of the k + len(exclude) items of the reader index nearest to the
+    reader vector `query`, `exclude`d rows dropped; None when they cannot be the exact top k: the
+    probed lists held fewer than k others, or the k-th score is not above 0 (rows of zeros, which
+    the index leaves out, score 0 and could be among the best)."""
+    q = np.zeros((1, vectors.shape[1] + 1), dtype=np.float32)
+    q[0, :-1] = query
+    _, ids = index.search(q, min(index.ntotal, k + exclude.size))
+    rows = ids[0][ids[0] >= 0]
+    if exclude.size:
+        rows = rows[~np.isin(rows, exclude)]
+    if rows.size < k:
+        return None
+    rows = np.sort(rows)  # ascending: the rows are read from a mapped matrix in file order
+    scores = np.asarray(vectors[rows], dtype=np.float32) @ np.asarray(query, np.float32)
+    if k and np.partition(scores, scores.size - k)[scores.size - k] <= 0:
+        return None
+    return rows, scores
+
+
+def reader_checked(
+    index,  # faiss.IndexIVFFlat from reader_index
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    exclude: Sequence[np.ndarray],
+    settings: NeighbourSettings,
+    k: int = READER_K,
+) -> float:
+    """recall@k of `reader_candidates` against the exact scan for sample readers (`queries`, the
+    rows each has read in `exclude`), doubling nprobe until it reaches `min_recall` or probes a
+    quarter of the lists. As in `_checked`, a returned item is right when its score (rounded to
+    DECIMALS) reaches the exact k-th; a reader `reader_candidates` refuses counts as found,
+    since the scan answers it."""
+    import faiss
+
+    n = vectors.shape[0]
+    arr = np.ascontiguousarray(vectors, dtype=np.float32)
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    kth = np.zeros(len(q))
+    for at in range(0, len(q), 64):
+        part = range(at, min(len(q), at + 64))
+        wide = min(n, k + max(exclude[i].size for i in part))
+        sims, hits = faiss.knn(q[part.start : part.stop], arr, wide, faiss.METRIC_INNER_PRODUCT)
+        for j, i in enumerate(part):
+            keep = ~np.isin(hits[j], exclude[i])
+            kth[i] = np.round(float(sims[j][keep][:k][-1]), DECIMALS)
+    while True:
+        found = 0.0
+        for i in range(len(q)):
+            got = reader_candidates(index, arr, q[i], exclude[i], k)
+            if got is None:
+                found += k
+                continue
+            top = np.sort(got[1])[::-1][:k].astype(np.float64)
+            found += np.count_nonzero(np.round(top, DECIMALS) >= kth[i])
+        recall = found / (k * max(1, len(q)))
+        if recall >= settings.min_recall or index.nprobe * 2 > index.nlist // 4:
+            return float(recall)
+        index.nprobe *= 2

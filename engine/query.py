@@ -449,6 +449,7 @@ class Store:
                     self._item_neighbours(run["run_id"])
                 if run["scoring"] == "embedding":
                     self._user_vectors(run["run_id"])
+                    self._reader_index(run["run_id"])
                 self._warm_fold_in(run)
             default = self._run(None)
             if default["scoring"] == "topn":  # the readers' page and the API's default answer
@@ -863,8 +864,17 @@ class Store:
                 return [], []
             vec = matrix[at]
             items = self._item_vectors(run["run_id"])
-            scores = items.raw @ vec
             rows = [items.row[i] for i in rated if i in items.row]
+            index = self._reader_index(run["run_id"])
+            got = None
+            if index is not None:
+                excluded = np.array(rows, dtype=np.int64)
+                got = neighbours.reader_candidates(index, items.raw, vec, excluded, k)
+            if got is not None:  # the index's candidates, in the scan's order
+                cand, scores = got
+                best = _top(scores, items.isbns[cand], k)
+                return items.isbns[cand[best]].tolist(), scores[best].astype(float).tolist()
+            scores = items.raw @ vec
             scores[rows] = -np.inf
             best = _top(scores, items.isbns, k)
             return items.isbns[best].tolist(), scores[best].astype(float).tolist()
@@ -879,6 +889,52 @@ class Store:
         )
         top = top.filter(~pl.col("isbn").is_in(list(rated))).head(k)
         return top["isbn"].to_list(), top["score"].to_list()
+
+    def _reader_index(self, run_id: str) -> Any:
+        """The served readers' index over a run's item vectors (neighbours.reader_index), or
+        None: the exact scan answers. Only from a snapshot, where one worker builds it (~30 s at
+        xl's 1.9 M items) and every worker maps it, and only above `reader_exact_max` items (the
+        scan is ~60 ms a request at 1.9 M x 64, ~8 ms at Book-Crossing's 271k) when its recall@10
+        on sample readers reaches min_recall: a one-off Store (the CLI, the tests) scans, as the
+        recommend_model macro does."""
+        return self.reader_index_facts(run_id)[0]
+
+    def reader_index_facts(self, run_id: str) -> tuple[Any, dict[str, Any] | None]:
+        """(the readers' index of a run or None, what its build measured or None when none
+        was built: a one-off Store, or no more than `reader_exact_max` items)."""
+        if not self.shared.enabled:
+            return None, None
+        return self._cached(("reader_index", run_id), lambda: self._reader_index_built(run_id))
+
+    def _reader_index_built(self, run_id: str) -> tuple[Any, dict[str, Any] | None]:
+        settings = self._cached("neighbour_settings", neighbours.load)
+        items = self._item_vectors(run_id)
+        if items.raw.shape[0] <= settings.reader_exact_max:
+            return None, None
+
+        def build() -> tuple[Any, dict[str, Any]]:
+            ids, matrix = self._user_vectors(run_id)
+            live = np.flatnonzero(np.any(np.asarray(matrix) != 0, axis=1))
+            rng = np.random.default_rng(settings.seed)
+            sample = np.sort(rng.choice(live, min(live.size, settings.reader_sample), False))
+            exclude = []
+            for u in ids[sample].tolist():
+                read = self.user_ratings(u)["isbn"].to_list()
+                exclude.append(np.array([items.row[i] for i in read if i in items.row], np.int64))
+            index = neighbours.reader_index(items.raw, settings)
+            recall = neighbours.reader_checked(
+                index, items.raw, np.asarray(matrix[sample]), exclude, settings
+            )
+            info = {
+                "items": int(items.raw.shape[0]),
+                "lists": int(index.nlist),
+                "nprobe": int(index.nprobe),
+                "readers": int(sample.size),
+                f"recall@{neighbours.READER_K}": round(recall, 4),
+            }
+            return (index if recall >= settings.min_recall else None), info
+
+        return self.shared.faiss_index(f"reader index {run_id}", build)
 
     def _top_lists(self, run_id: str) -> _TopLists:
         """A 'topn' run's stored lists in memory (~8 bytes a row: 39 MB for 4.8 M rows)."""

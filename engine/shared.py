@@ -9,6 +9,8 @@ so the operating system keeps one copy in its page cache for all of them:
     <snapshot dir>/shared/<name>.arrow     a Polars frame as Arrow IPC (strings as string views,
                                            which Polars imports without copying)
     <snapshot dir>/shared/<name>/*.npy     numpy arrays (np.load(mmap_mode="r"))
+    <snapshot dir>/shared/<name>.faiss     a faiss index (read with IO_FLAG_MMAP_IFC), with
+    <snapshot dir>/shared/<name>.json      what its builder measured (recall, nprobe)
 
 Builders take an exclusive `fcntl` lock on `<name>.lock`, so two workers never build the same
 index; a file appears under its name only when complete (written aside, then renamed). A snapshot
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -142,6 +145,37 @@ class SharedIndexes:
             elif f.suffix == ".npy":
                 out[f.stem] = np.load(f, mmap_mode="r", allow_pickle=False)
         return out
+
+    def faiss_index(
+        self, key: str, build: Callable[[], tuple[Any, dict[str, Any]]]
+    ) -> tuple[Any, dict[str, Any]]:
+        """`build()`'s (faiss index or None, facts about it), the index written to
+        `<key>.faiss` and read back memory-mapped (faiss's IO_FLAG_MMAP_IFC: its vectors stay in
+        the page cache, one copy for every worker), the facts to `<key>.json`."""
+        if self.root is None:
+            return build()
+        import faiss
+
+        name = self._name(key)
+        path, facts = self.root / f"{name}.faiss", self.root / f"{name}.json"
+        if not facts.exists():
+            with self._locked(name):
+                if not facts.exists():
+                    index, info = build()
+                    tmp = self.root / f".{name}.{os.getpid()}.tmp"
+                    try:
+                        if index is not None:
+                            faiss.write_index(index, str(tmp))
+                            os.replace(tmp, path)
+                        tmp.write_text(json.dumps(info))
+                        os.replace(tmp, facts)  # last: the index is complete when this appears
+                    finally:
+                        tmp.unlink(missing_ok=True)
+        info = json.loads(facts.read_text())
+        if not path.exists():
+            return None, info
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY
+        return faiss.read_index(str(path), flags), info
 
 
 class Keys:
