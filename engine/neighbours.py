@@ -13,6 +13,11 @@ exact up to `exact_fallback_max` rows (400,000), and above that no lists are wri
 exact search over n rows is n^2 work: xl's 1.66 M 64-d item vectors would take hours), so the
 dashboard answers those books by its exact query-time search instead of from doubtful lists.
 The dashboard's query-time search (engine/query.py) uses `exact_rows` with the macros' tie rule.
+
+The readers' index (`reader_index`, `reader_candidates`, `reader_checked`) answers the other
+question a served dashboard asks of a large catalogue: a reader's best unread items by inner
+product, without scanning every item vector per request (engine/query.py uses it above
+`reader_exact_max` items, when its recall on sample readers reaches `min_recall`).
 """
 
 from __future__ import annotations
