@@ -862,22 +862,7 @@ class Store:
             at = find(ids, user_id)
             if at >= ids.size or ids[at] != user_id:
                 return [], []
-            vec = matrix[at]
-            items = self._item_vectors(run["run_id"])
-            rows = [items.row[i] for i in rated if i in items.row]
-            index = self._reader_index(run["run_id"])
-            got = None
-            if index is not None:
-                excluded = np.array(rows, dtype=np.int64)
-                got = neighbours.reader_candidates(index, items.raw, vec, excluded, k)
-            if got is not None:  # the index's candidates, in the scan's order
-                cand, scores = got
-                best = _top(scores, items.isbns[cand], k)
-                return items.isbns[cand[best]].tolist(), scores[best].astype(float).tolist()
-            scores = items.raw @ vec
-            scores[rows] = -np.inf
-            best = _top(scores, items.isbns, k)
-            return items.isbns[best].tolist(), scores[best].astype(float).tolist()
+            return self._embedding_top(run["run_id"], matrix[at], rated, k)
         lists = self._memo.get(("top_lists", run["run_id"]))
         if lists is not None:  # the default run's lists, loaded by warm(): no query per request
             # the rated books are dropped from the first k + |rated|: no more is ever needed
@@ -889,6 +874,28 @@ class Store:
         )
         top = top.filter(~pl.col("isbn").is_in(list(rated))).head(k)
         return top["isbn"].to_list(), top["score"].to_list()
+
+    def _embedding_top(
+        self, run_id: str, vec: np.ndarray, skip: set[str], k: int
+    ) -> tuple[list[str], list[float]]:
+        """The k items of an embedding run with the largest inner product with `vec`, `skip`ped
+        ISBNs left out, best first, ties by ISBN: from the readers' index when the run has one
+        and it can answer, else by scanning every item vector."""
+        items = self._item_vectors(run_id)
+        rows = [items.row[i] for i in skip if i in items.row]
+        index = self._reader_index(run_id)
+        got = None
+        if index is not None:
+            excluded = np.array(rows, dtype=np.int64)
+            got = neighbours.reader_candidates(index, items.raw, vec, excluded, k)
+        if got is not None:  # the index's candidates, in the scan's order
+            cand, scores = got
+            best = _top(scores, items.isbns[cand], k)
+            return items.isbns[cand[best]].tolist(), scores[best].astype(float).tolist()
+        scores = items.raw @ np.asarray(vec, dtype=np.float32)
+        scores[rows] = -np.inf
+        best = _top(scores, items.isbns, k)
+        return items.isbns[best].tolist(), scores[best].astype(float).tolist()
 
     def _reader_index(self, run_id: str) -> Any:
         """The served readers' index over a run's item vectors (neighbours.reader_index), or
@@ -1340,11 +1347,18 @@ class Store:
         facets = {f: tuple(v) for f, v in (facets or {}).items() if f in FIELDS and v}
         allowed = self._mask(BrowseQuery(facets=facets)) if facets else None
         info: dict[str, Any] = {"run_id": run["run_id"], "model": run["model"]}
-        universe, scores, used = self._fold_scores(run, picks, info)
-        info["used"] = used
-        info["ignored"] = [i for i in picks if i not in set(used)]
         top: list[str] = []
         values: list[float] = []
+        vector = self._fold_vector(run, picks, info) if allowed is None else None
+        if vector is not None:  # ranked as a reader's: by the readers' index where it has one
+            vec, used = vector
+            if used:
+                top, values = self._embedding_top(run["run_id"], vec, skip, k)
+            universe = scores = None
+        else:
+            universe, scores, used = self._fold_scores(run, picks, info)
+        info["used"] = used
+        info["ignored"] = [i for i in picks if i not in set(used)]
         if universe is not None and scores is not None:
             scores = scores.astype(np.float64, copy=True)
             rows = self._book_positions(universe, ("universe", run["run_id"], info["method"]))
@@ -1402,19 +1416,36 @@ class Store:
             at = np.array([row[i] for i in used], dtype=np.int64)
             info["exact"] = foldin.rows_complete(w, at, name)
             return ids, foldin.item_scores(w, at), used
-        if run["has_item_embeddings"]:
-            items = self._item_vectors(run_id)
-            used = [i for i in picks if i in items.row]
-            at = np.array([items.row[i] for i in used], dtype=np.int64)
-            params = self._run_params(run_id).get("model", {})
-            gram = self._als_gram(run_id) if name == "als" else None
-            vec, method = foldin.user_vector(name, params, items.raw, at, gram)
-            info.update(method=method, exact=False)
+        vector = self._fold_vector(run, picks, info)
+        if vector is not None:
+            vec, used = vector
             if not used:
                 return None, None, []
-            return items.isbns, items.raw @ vec.astype(np.float32), used
+            items = self._item_vectors(run_id)
+            return items.isbns, items.raw @ vec, used
         info.update(method="none: the run stored no item weights or vectors", exact=False)
         return None, None, []
+
+    def _fold_vector(
+        self, run: Mapping[str, Any], picks: list[str], info: dict[str, Any]
+    ) -> tuple[np.ndarray, list[str]] | None:
+        """(a new reader's float32 vector, the picks the run knows) for a run scored by its
+        item vectors (not popularity, no item-item weights); None for other runs."""
+        from engine import foldin
+
+        run_id, name = run["run_id"], run["model"]
+        if name == "popularity" or not run["has_item_embeddings"]:
+            return None
+        if self._item_weights(run_id) is not None:
+            return None
+        items = self._item_vectors(run_id)
+        used = [i for i in picks if i in items.row]
+        at = np.array([items.row[i] for i in used], dtype=np.int64)
+        params = self._run_params(run_id).get("model", {})
+        gram = self._als_gram(run_id) if name == "als" else None
+        vec, method = foldin.user_vector(name, params, items.raw, at, gram)
+        info.update(method=method, exact=False)
+        return vec.astype(np.float32), used
 
     def health(self) -> dict[str, Any]:
         """The database and its current runs with their age (the API's /health)."""

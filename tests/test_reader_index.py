@@ -114,6 +114,8 @@ def test_a_served_store_answers_readers_from_the_index(snap, monkeypatch):
     runs = _embedding_runs(served)
     assert runs
     users = live.frame("app_users")["user_id"].head(12).to_list()
+    picks = live.user_ratings(users[0])["isbn"].head(3).to_list()
+    genre = live.facet_options()["genre"][0][0]  # the biggest genre
     for run in runs:
         index, facts = served.reader_index_facts(run["run_id"])
         assert index is not None and facts["recall@10"] >= 0.95 and facts["readers"] > 0
@@ -121,6 +123,18 @@ def test_a_served_store_answers_readers_from_the_index(snap, monkeypatch):
         for u in users:
             # the fixture's lists are few and all probed: the index's answers are the scan's
             assert served.recommend(run["model"], u, 8).equals(live.recommend(run["model"], u, 8))
+        # a new reader from picked books (POST /recommendations) is ranked the same way
+        before = len(searched)
+        (got, g_info), (want, w_info) = (
+            s.fold_in(run["model"], picks, 8, exclude=picks[:1]) for s in (served, live)
+        )
+        assert got.equals(want) and g_info == w_info and len(searched) > before
+        # ...but a facet filter needs every score: the scan answers
+        before = len(searched)
+        (got, _), (want, _) = (
+            s.fold_in(run["model"], picks, 8, facets={"genre": (genre,)}) for s in (served, live)
+        )
+        assert got.equals(want) and len(searched) == before and got["source"][0] == "model"
     assert searched
     files = [p.suffix for p in (snap_path.parent / "shared").iterdir()]
     assert ".faiss" in files and ".json" in files
