@@ -345,7 +345,7 @@ def as_frame(isbns: Sequence[str], hits: np.ndarray, scores: np.ndarray) -> pl.D
 READER_K = 10  # the reader index's recall is measured at the dashboard's list length
 
 
-def reader_index(vectors: np.ndarray, settings: NeighbourSettings):  # -> faiss.IndexIVFFlat
+def reader_index(vectors: np.ndarray, settings: NeighbourSettings):  # -> faiss.IndexIVFFlat | None
     """An IVF-Flat index for the readers' question, which items have the largest inner product
     with a reader's vector, over the non-zero rows of `vectors` (faiss ids: their row numbers).
 
@@ -361,7 +361,9 @@ def reader_index(vectors: np.ndarray, settings: NeighbourSettings):  # -> faiss.
     arr = np.asarray(vectors, dtype=np.float32)
     live = np.flatnonzero(np.any(arr != 0, axis=1))
     n, d = live.size, arr.shape[1]
-    top = float(np.max(np.einsum("ij,ij->i", arr[live], arr[live]))) if n else 0.0
+    if n == 0:
+        return None  # nothing to index: every score is 0
+    top = float(np.max(np.einsum("ij,ij->i", arr[live], arr[live])))
 
     def lifted(rows: np.ndarray) -> np.ndarray:
         x = arr[rows]

@@ -929,6 +929,8 @@ class Store:
                 read = self.user_ratings(u)["isbn"].to_list()
                 exclude.append(np.array([items.row[i] for i in read if i in items.row], np.int64))
             index = neighbours.reader_index(items.raw, settings)
+            if index is None or sample.size == 0:
+                return None, {"items": int(items.raw.shape[0]), "readers": int(sample.size)}
             recall = neighbours.reader_checked(
                 index, items.raw, np.asarray(matrix[sample]), exclude, settings
             )

@@ -63,6 +63,10 @@ def test_the_reader_index_declines_what_only_a_scan_can_answer():
     q = np.ones(8, np.float32)
     assert neighbours.reader_candidates(index, items, q, allbut, 10) is None
     assert neighbours.reader_candidates(index, items, q, none, 10) is not None
+    assert (
+        neighbours.reader_index(np.zeros((50, 8), np.float32), neighbours.NeighbourSettings())
+        is None
+    )
 
 
 def test_faiss_indexes_are_built_once_and_mapped(tmp_path):
