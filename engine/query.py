@@ -1450,7 +1450,10 @@ class Store:
         return vec.astype(np.float32), used
 
     def health(self) -> dict[str, Any]:
-        """The database and its current runs with their age (the API's /health)."""
+        """The database and its current runs with their age (the API's /health); a run whose
+        readers' index this process has built also says what its check measured (`reader_index`:
+        lists, nprobe, readers, recall@10; `used` false when it missed min_recall and the scan
+        answers). A health call never builds one."""
         from datetime import UTC, datetime
 
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -1458,13 +1461,15 @@ class Store:
         if self.sizes["model_runs"] > 0 and "item_weights" in self.objects:
             for r in self.frame("api_health").iter_rows(named=True):
                 done = r["finished_at"]
-                runs.append(
-                    {
-                        **r,
-                        "finished_at": done.isoformat() if done else None,
-                        "age_s": (now - done).total_seconds() if done else None,
-                    }
-                )
+                entry = {
+                    **r,
+                    "finished_at": done.isoformat() if done else None,
+                    "age_s": (now - done).total_seconds() if done else None,
+                }
+                index, facts = self._memo.get(("reader_index", r["run_id"]), (None, None))
+                if facts is not None:
+                    entry["reader_index"] = {**facts, "used": index is not None}
+                runs.append(entry)
         return {
             "database": self.path.name,
             "books": self.sizes["books"],

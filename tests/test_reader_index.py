@@ -140,6 +140,11 @@ def test_a_served_store_answers_readers_from_the_index(snap, monkeypatch):
         )
         assert got.equals(want) and len(searched) == before and got["source"][0] == "model"
     assert searched
+    health = {r["run_id"]: r for r in served.health()["runs"]}
+    for run in runs:  # what the check measured, for whoever watches the service
+        facts = health[run["run_id"]]["reader_index"]
+        assert facts["used"] is True and facts["recall@10"] >= 0.95 and facts["nprobe"] >= 1
+    assert all("reader_index" not in r for r in live.health()["runs"])
     files = [p.suffix for p in (snap_path.parent / "shared").iterdir()]
     assert ".faiss" in files and ".json" in files
     live.close()
@@ -155,6 +160,8 @@ def test_an_index_under_min_recall_is_not_used(snap, monkeypatch):
     for run in _embedding_runs(served):
         index, facts = served.reader_index_facts(run["run_id"])
         assert index is None and facts["recall@10"] <= 1.0
+        health = {r["run_id"]: r for r in served.health()["runs"]}
+        assert health[run["run_id"]]["reader_index"]["used"] is False
         for u in users:
             assert served.recommend(run["model"], u, 8).equals(live.recommend(run["model"], u, 8))
     stored = [json.loads(p.read_text()) for p in (snap_path.parent / "shared").glob("*.json")]
