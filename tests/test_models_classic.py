@@ -353,3 +353,40 @@ def test_sparse_top_n_lists_what_the_dense_top_n_lists_without_zero_filler() -> 
     assert not known & set(zip(sparse["user_id"], sparse["isbn"], strict=True))
     # the dense top-N fills short lists with zero scores: what the sparse one leaves out
     assert (dense.filter(~pl.col("user_id").is_in(full.implode()))["score"] <= 0).any()
+
+
+def test_sparse_top_n_runs_its_batches_on_torch_threads() -> None:
+    """scipy's sparse product releases the GIL: the write-back's batches run on torch's threads
+    (xl's item-kNN write-back was ~36 min on one) and give the one-thread frame, in order."""
+    import threading
+
+    from engine.models.data import IdMaps
+    from engine.models.runs import top_n_sparse
+
+    rng = np.random.default_rng(6)
+    x = sp.csr_matrix((rng.random((90, 70)) < 0.06).astype(np.float32))
+    model = build("itemknn", {"topk": 8})
+    model.fit(Dataset(90, 70, x))
+    maps = IdMaps(
+        user_ids=np.arange(500, 590),
+        isbns=np.array([f"isbn{i:03d}" for i in range(70)], dtype=object),
+    )
+    users = np.arange(90, dtype=np.int64)
+    seen: set[str] = set()
+    gate = threading.Barrier(2, timeout=10)  # two batches at once, or the barrier breaks
+
+    def scores(batch: np.ndarray) -> sp.csr_matrix:
+        seen.add(threading.current_thread().name)
+        if batch[0] < 20:  # the first two batches meet here: they run at the same time
+            gate.wait()
+        return model.sparse_scores(batch)
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = top_n_sparse(model.sparse_scores, users, x, maps, 5, batch_size=10)
+        torch.set_num_threads(2)
+        two = top_n_sparse(scores, users, x, maps, 5, batch_size=10)
+    finally:
+        torch.set_num_threads(before)
+    assert two.equals(one) and len(seen) == 2 and one.height > 100

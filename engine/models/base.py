@@ -6,16 +6,19 @@ import functools
 import hashlib
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from threadpoolctl import ThreadpoolController
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -83,9 +86,19 @@ def _blas() -> ThreadpoolController:
 
 
 @functools.cache
-def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
-    # keyed by process: a forked child inherits the executor but none of its threads
-    return ThreadPoolExecutor(threads, thread_name_prefix="bookrec-scores")
+def _pool(threads: int, pid: int, name: str = "scores") -> ThreadPoolExecutor:
+    # keyed by process: a forked child inherits the executor but none of its threads; by name,
+    # so work mapped on one pool never waits for a slot of its own pool
+    return ThreadPoolExecutor(threads, thread_name_prefix=f"bookrec-{name}")
+
+
+def thread_map(fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """[fn(x) for x in items], run on torch.get_num_threads() threads: for work that releases the
+    GIL (scipy's sparse products, numpy's sorts). Results in order."""
+    threads = max(1, min(torch.get_num_threads(), len(items)))
+    if threads == 1:
+        return [fn(x) for x in items]
+    return list(_pool(threads, os.getpid(), "map").map(fn, items))
 
 
 def inner_products(

@@ -186,15 +186,16 @@ def top_n_sparse(
     """Top-n items per user from sparse score rows (`Recommender.sparse_scores`): the user's known
     items dropped, positive scores only (as refresh's x W lists), ties by the lower item index.
     The same lists as `top_n` wherever a reader has n items with a positive score; a reader with
-    fewer gets only those, not zero-score filler. Never a dense [batch, items] block: at xl (1 M
-    readers x 1.9 M books) the dense write-back takes about an hour, this a few minutes."""
+    fewer gets only those, not zero-score filler. Never a dense [batch, items] block (at xl, 1 M
+    readers x 1.9 M books, that was O(readers x books) work); batches run on torch's threads."""
+    from engine.models.base import thread_map
     from engine.models.itemknn import top_per_row
 
     n = min(n, maps.n_items)
     exclude = exclude.tocsr()
     exclude.sort_indices()
-    parts = []
-    for start in range(0, len(users), batch_size):
+
+    def one(start: int) -> pl.DataFrame:
         batch = users[start : start + batch_size]
         scores = sparse_scores(batch).tocsr()
         known = exclude[batch]
@@ -214,17 +215,17 @@ def top_n_sparse(
         r, c, v = r[order], c[order], v[order]
         rank = np.arange(len(r)) - np.searchsorted(r, r, side="left") + 1
         r, c, v, rank = r[rank <= n], c[rank <= n], v[rank <= n], rank[rank <= n]
-        parts.append(
-            pl.DataFrame(
-                {
-                    "user_id": maps.user_ids[batch][r].astype(np.int32),
-                    "rank": rank.astype(np.int32),
-                    "item": c,
-                    "score": v.astype(np.float64),
-                }
-            )
+        return pl.DataFrame(
+            {
+                "user_id": maps.user_ids[batch][r].astype(np.int32),
+                "rank": rank.astype(np.int32),
+                "item": c,
+                "score": v.astype(np.float64),
+            }
         )
-    return _with_isbns(parts, maps)
+
+    # batches on torch's threads: scipy's sparse product (most of the time) releases the GIL
+    return _with_isbns(thread_map(one, range(0, len(users), batch_size)), maps)
 
 
 def global_ranking(item_scores: np.ndarray, maps: IdMaps) -> pl.DataFrame:
