@@ -318,22 +318,28 @@ def test_bench_command_accepts_the_new_models(tmp_path) -> None:
         assert "recall@20" in result.output
 
 
+def _itemknn_case(seed: int, n_users: int, n_items: int, density: float, topk: int, first_id: int):
+    """(item-kNN fitted on a random matrix, the matrix, its IdMaps, every user row)."""
+    from engine.models.data import IdMaps
+
+    rng = np.random.default_rng(seed)
+    x = sp.csr_matrix((rng.random((n_users, n_items)) < density).astype(np.float32))
+    model = build("itemknn", {"topk": topk})
+    model.fit(Dataset(n_users, n_items, x))
+    maps = IdMaps(
+        user_ids=np.arange(first_id, first_id + n_users),
+        isbns=np.array([f"isbn{i:03d}" for i in range(n_items)], dtype=object),
+    )
+    return model, x, maps, np.arange(n_users, dtype=np.int64)
+
+
 def test_sparse_top_n_lists_what_the_dense_top_n_lists_without_zero_filler() -> None:
     """Item-item write-back from sparse rows (xl: no dense [batch, 1.9 M] blocks): the same
     ranked items and scores as the dense top-N wherever a reader has n positive scores, known
     items never listed, and no zero-score filler for readers with fewer."""
-    from engine.models.data import IdMaps
     from engine.models.runs import top_n, top_n_sparse
 
-    rng = np.random.default_rng(5)
-    x = sp.csr_matrix((rng.random((60, 80)) < 0.05).astype(np.float32))
-    model = build("itemknn", {"topk": 6})
-    model.fit(Dataset(60, 80, x))
-    maps = IdMaps(
-        user_ids=np.arange(100, 160),
-        isbns=np.array([f"isbn{i:03d}" for i in range(80)], dtype=object),
-    )
-    users = np.arange(60, dtype=np.int64)
+    model, x, maps, users = _itemknn_case(5, 60, 80, 0.05, 6, first_id=100)
     dense = top_n(model.score, users, x, maps, 12, batch_size=7)
     sparse = top_n_sparse(model.sparse_scores, users, x, maps, 12, batch_size=7)
     assert (sparse["score"] > 0).all() and sparse.height < dense.height
@@ -360,18 +366,9 @@ def test_sparse_top_n_runs_its_batches_on_torch_threads() -> None:
     (xl's item-kNN write-back was ~36 min on one) and give the one-thread frame, in order."""
     import threading
 
-    from engine.models.data import IdMaps
     from engine.models.runs import top_n_sparse
 
-    rng = np.random.default_rng(6)
-    x = sp.csr_matrix((rng.random((90, 70)) < 0.06).astype(np.float32))
-    model = build("itemknn", {"topk": 8})
-    model.fit(Dataset(90, 70, x))
-    maps = IdMaps(
-        user_ids=np.arange(500, 590),
-        isbns=np.array([f"isbn{i:03d}" for i in range(70)], dtype=object),
-    )
-    users = np.arange(90, dtype=np.int64)
+    model, x, maps, users = _itemknn_case(6, 90, 70, 0.06, 8, first_id=500)
     seen: set[str] = set()
     gate = threading.Barrier(2, timeout=10)  # two batches at once, or the barrier breaks
 
