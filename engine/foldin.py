@@ -23,7 +23,7 @@ numpy/scipy only (the serving layer imports it; the app never loads torch). Two 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import polars as pl
@@ -33,21 +33,53 @@ TOPK = 200  # weights kept per row of a dense model's W (EASE, GF-CF, ChebyCF)
 DENSE_MAX_ITEMS = 60_000  # dense models with more items store no W (n^2 scores to prune)
 RIDGE_REG = 0.1  # ridge weight, relative to the mean squared norm of the item vectors
 MAX_PICKS = 500  # books one fold-in request may name
+# item-item weights stored per run at most (12 B each in a serving worker's CSR): above it each
+# row keeps its largest MAX_WEIGHTS // rows (xl's item-kNN W has 288 M entries: stored whole it
+# took over 24 GB to write, and as much again for every worker to load)
+MAX_WEIGHTS = 50_000_000
+WRITE_BLOCK = 1 << 23  # item_weights rows built and appended at a time
 
 
-def prune_rows(w: sp.spmatrix, topk: int) -> sp.csr_matrix:
-    """W with only the `topk` largest entries of each row (ties: lower column first)."""
+def _row_blocks(w: sp.csr_matrix, entries: int) -> list[tuple[int, int]]:
+    """[start, stop) row ranges of a CSR holding about `entries` stored values each (a longer
+    row alone)."""
+    out, start, n = [], 0, w.shape[0]
+    while start < n:
+        stop = int(np.searchsorted(w.indptr, w.indptr[start] + entries, side="right")) - 1
+        stop = min(n, max(start + 1, stop))
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def prune_rows(w: sp.spmatrix, topk: int, block: int = 1 << 24) -> sp.csr_matrix:
+    """W with only the `topk` largest entries of each row (ties: lower column first), sorted in
+    blocks of rows holding ~`block` entries (xl's W: 288 M entries, ~6 GB to sort at once)."""
     w = sp.csr_matrix(w, dtype=np.float32)
     w.eliminate_zeros()
     lengths = np.diff(w.indptr)
     if lengths.size == 0 or lengths.max() <= topk:
         return w
-    coo = w.tocoo()
-    order = np.lexsort((coo.col, -coo.data, coo.row))
-    r, c, v = coo.row[order], coo.col[order], coo.data[order]
-    first = np.searchsorted(r, r, side="left")
-    keep = np.arange(r.size) - first < topk
-    return sp.csr_matrix((v[keep], (r[keep], c[keep])), shape=w.shape)
+    parts = []
+    for start, stop in _row_blocks(w, block):
+        coo = w[start:stop].tocoo()
+        order = np.lexsort((coo.col, -coo.data, coo.row))
+        r, c, v = coo.row[order], coo.col[order], coo.data[order]
+        first = np.searchsorted(r, r, side="left")
+        keep = np.arange(r.size) - first < topk
+        parts.append(sp.csr_matrix((v[keep], (r[keep], c[keep])), shape=(stop - start, w.shape[1])))
+    return sp.vstack(parts, format="csr", dtype=np.float32)
+
+
+def capped(w: sp.spmatrix, max_entries: int | None = None) -> tuple[sp.csr_matrix, int | None]:
+    """(W as a run stores it for fold-in, the entries per row it was cut to or None): whole up
+    to `max_entries` (MAX_WEIGHTS), else each row's `max_entries // rows` largest."""
+    max_entries = MAX_WEIGHTS if max_entries is None else max_entries
+    w = sp.csr_matrix(w, dtype=np.float32)
+    if w.nnz <= max_entries:
+        return w, None
+    k = max(1, max_entries // max(1, w.shape[0]))
+    return prune_rows(w, k), k
 
 
 def dense_item_item(
@@ -78,18 +110,21 @@ def dense_item_item(
     )
 
 
-def weight_frame(run_id: str, w: sp.spmatrix, isbns: np.ndarray) -> pl.DataFrame:
-    """`item_weights` rows (run_id, isbn, neighbour, weight) of W over the run's items."""
-    coo = sp.coo_matrix(w)
+def weight_frames(run_id: str, w: sp.spmatrix, isbns: np.ndarray) -> Iterator[pl.DataFrame]:
+    """`item_weights` rows (run_id, isbn, neighbour, weight) of W over the run's items, in
+    frames of about WRITE_BLOCK rows (one frame of xl's 288 M rows would be ~25 GB of strings)."""
+    w = sp.csr_matrix(w)
     names = pl.Series("isbn", [str(i) for i in isbns], dtype=pl.Utf8)
-    return pl.DataFrame(
-        {
-            "run_id": pl.Series([run_id] * coo.nnz, dtype=pl.Utf8),
-            "isbn": names.gather(coo.row.astype(np.int64)),
-            "neighbour": names.gather(coo.col.astype(np.int64)).rename("neighbour"),
-            "weight": pl.Series(coo.data.astype(np.float32), dtype=pl.Float32),
-        }
-    )
+    for start, stop in _row_blocks(w, WRITE_BLOCK):
+        coo = w[start:stop].tocoo()
+        yield pl.DataFrame(
+            {
+                "run_id": pl.repeat(run_id, coo.nnz, dtype=pl.Utf8, eager=True),
+                "isbn": names.gather(coo.row.astype(np.int64) + start),
+                "neighbour": names.gather(coo.col.astype(np.int64)).rename("neighbour"),
+                "weight": pl.Series(coo.data.astype(np.float32), dtype=pl.Float32),
+            }
+        )
 
 
 def item_scores(w: sp.csr_matrix, picked: np.ndarray) -> np.ndarray:
@@ -154,17 +189,26 @@ def user_vector(
 
 
 def rows_complete(
-    w: sp.csr_matrix, picked: np.ndarray, model: str, topk: int | None = None
+    w: sp.csr_matrix,
+    picked: np.ndarray,
+    model: str,
+    topk: int | None = None,
+    cut: int | None = None,
 ) -> bool:
     """Whether the stored rows of the `picked` books are the model's whole rows, i.e. the fold-in
-    of this reader is exact: always for the models whose W is their own (EXACT_MODELS); for the
-    others (`item_item(topk)` keeps the `topk` largest entries of a row, all of a shorter one),
-    when every picked row holds fewer than `topk` entries: such a row was not pruned."""
+    of this reader is exact: for the models whose W is their own (EXACT_MODELS) unless the run
+    stored W `cut` to that many entries per row (`capped`); for the others (`item_item(topk)`
+    keeps the `topk` largest entries of a row, all of a shorter one), when every picked row
+    holds fewer than `topk` (and `cut`) entries: such a row was not pruned."""
     if model in EXACT_MODELS:
-        return True
-    topk = TOPK if topk is None else topk
+        if cut is None:
+            return True
+        limit = cut
+    else:
+        limit = TOPK if topk is None else topk
+        limit = limit if cut is None else min(limit, cut)
     lengths = np.diff(w.indptr)[np.asarray(picked, dtype=np.int64)]
-    return bool(lengths.size == 0 or lengths.max() < topk)
+    return bool(lengths.size == 0 or lengths.max() < limit)
 
 
 # item-based models whose stored W is the model's own (sparse by construction): exact fold-in.

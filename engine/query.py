@@ -1416,7 +1416,8 @@ class Store:
             if not used:
                 return None, None, []
             at = np.array([row[i] for i in used], dtype=np.int64)
-            info["exact"] = foldin.rows_complete(w, at, name)
+            cut = self._run_params(run_id).get("item_weights_per_row")
+            info["exact"] = foldin.rows_complete(w, at, name, cut=cut)
             return ids, foldin.item_scores(w, at), used
         vector = self._fold_vector(run, picks, info)
         if vector is not None:

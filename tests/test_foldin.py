@@ -7,6 +7,8 @@ known reader vector on a toy matrix, and ALS's user step equals a direct least-s
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -107,6 +109,64 @@ def test_hybrid_with_pruned_rows_says_approximate(tmp_path, monkeypatch):
         assert info["used"] == picks and info["exact"] is False
         ids, row, w = store._item_weights(store.run_of("hybrid")["run_id"])
         assert np.diff(w.indptr).max() == 10
+    finally:
+        store.close()
+
+
+def test_a_large_w_is_stored_capped_and_written_in_blocks(monkeypatch):
+    """xl's item-kNN W (288 M entries) took over 24 GB to write as one frame: a W over
+    MAX_WEIGHTS keeps each row's largest MAX_WEIGHTS // rows, and the rows are built in blocks."""
+    w = sp.random(40, 40, density=0.3, random_state=5, format="csr", dtype=np.float32)
+    assert foldin.capped(w, w.nnz)[1] is None and foldin.capped(w, w.nnz)[0].nnz == w.nnz
+    small, cut = foldin.capped(w, 160)
+    assert cut == 4 and np.diff(small.indptr).max() == 4 and small.nnz <= 160
+    assert (small != foldin.prune_rows(w, 4, block=1 << 30)).nnz == 0  # blocks change nothing
+    assert (foldin.prune_rows(w, 4, block=7) != foldin.prune_rows(w, 4, block=1 << 30)).nnz == 0
+    isbns = np.array([f"I{i:02d}" for i in range(40)])
+    monkeypatch.setattr(foldin, "WRITE_BLOCK", 25)
+    frames = list(foldin.weight_frames("run-1", w, isbns))
+    assert len(frames) > 5 and max(f.height for f in frames) <= 25
+    rows = pl.concat(frames)
+    assert rows.height == w.nnz and set(rows["run_id"]) == {"run-1"}
+    at = {i: n for n, i in enumerate(isbns)}
+    back = sp.csr_matrix(
+        (
+            rows["weight"].to_numpy(),
+            ([at[i] for i in rows["isbn"]], [at[i] for i in rows["neighbour"]]),
+        ),
+        shape=(40, 40),
+    )
+    assert abs(back - w).max() == 0
+    # a cut row of an exact model's W makes its fold-in approximate; a shorter one stays exact
+    lengths = np.diff(small.indptr)
+    short, full = np.flatnonzero(lengths < 4)[:1], np.flatnonzero(lengths == 4)[:1]
+    assert foldin.rows_complete(small, short, "itemknn", cut=4)
+    assert not foldin.rows_complete(small, full, "itemknn", cut=4)
+    assert foldin.rows_complete(small, full, "itemknn")  # stored whole: its own W
+
+
+def test_an_item_knn_run_over_the_weight_cap_says_its_fold_in_is_approximate(tmp_path, monkeypatch):
+    path = tmp_path / "small.duckdb"
+    con = _planted_with_authors(path)
+    stage.train(con, "itemknn", {"topk": 30}, db_path=path)
+    whole = con.execute("SELECT count(*) FROM item_weights").fetchall()[0][0]
+    books = con.execute("SELECT count(DISTINCT isbn) FROM item_weights").fetchall()[0][0]
+    monkeypatch.setattr(foldin, "MAX_WEIGHTS", whole // 2)
+    stage.train(con, "itemknn", {"topk": 30}, db_path=path, force=True)
+    stored = con.execute("SELECT count(*) FROM item_weights").fetchall()[0][0]
+    params = con.execute(
+        "SELECT params FROM model_runs WHERE model = 'itemknn' AND is_current"
+    ).fetchall()[0][0]
+    con.close()
+    cut = json.loads(params)["item_weights_per_row"]
+    assert stored <= whole // 2 < whole and cut >= 1
+    store = query.Store(path)
+    try:
+        ids, row, w = store._item_weights(store.run_of("itemknn")["run_id"])
+        long_row = int(np.argmax(np.diff(w.indptr)))
+        assert np.diff(w.indptr).max() == cut and books >= len(ids) // 2
+        _, info = store.fold_in("itemknn", [str(ids[long_row])], k=5)
+        assert info["exact"] is False
     finally:
         store.close()
 

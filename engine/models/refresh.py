@@ -256,7 +256,7 @@ def refresh_model(
         model.fit(data)
         counts["books"], counts["readers"] = maps.n_items, maps.n_users
         payload = stage._payload(model, record, data, maps, settings)
-        weights = stage.item_weights(model, record.run_id, maps)
+        weights = stage.item_weights(model, record, maps)
         record.state_path = stage._save_state(model, record.run_id, settings, db_path)
         record.finished_at = datetime.now(UTC)
         record.params["refresh"] = {"method": method, **counts}

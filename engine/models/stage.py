@@ -220,7 +220,7 @@ def train(
         history=fit.history,
     )
     payload = _payload(model, record, data, maps, settings)
-    weights = item_weights(model, record.run_id, maps)
+    weights = item_weights(model, record, maps)
     record.state_path = _save_state(model, record.run_id, settings, db_path)
     record.finished_at = datetime.now(UTC)
     record.timings = {
@@ -251,20 +251,43 @@ def train(
     return TrainResult(record, info)
 
 
-def item_weights(model: Recommender, run_id: str, maps: IdMaps) -> pl.DataFrame | None:
-    """The run's `item_weights` rows for fold-in (engine/foldin.py), or None for models whose
-    score is not x W (embedding models fold in from their item vectors)."""
+@dataclass
+class ItemWeights:
+    """A run's W for fold-in (engine/foldin.py) as it will be stored: `cut` entries per row
+    when the whole W was over foldin.MAX_WEIGHTS (also in the run's params), else None."""
+
+    run_id: str
+    w: Any  # scipy CSR
+    isbns: Any
+    cut: int | None
+
+
+def item_weights(model: Recommender, record: runs.RunRecord, maps: IdMaps) -> ItemWeights | None:
+    """The run's `item_weights` for fold-in, or None for models whose score is not x W
+    (embedding models fold in from their item vectors). A W over foldin.MAX_WEIGHTS entries
+    keeps each row's largest, and the run's params say how many (`item_weights_per_row`)."""
     from engine import foldin
 
     w = model.item_item(foldin.TOPK)
-    return None if w is None else foldin.weight_frame(run_id, w, maps.isbns)
+    if w is None:
+        return None
+    w, cut = foldin.capped(w)
+    record.params.pop("item_weights_per_row", None)  # a refresh copies its source's params
+    if cut is not None:
+        record.params["item_weights_per_row"] = cut
+    return ItemWeights(record.run_id, w, maps.isbns, cut)
 
 
-def write_item_weights(con: duckdb.DuckDBPyConnection, weights: pl.DataFrame | None) -> None:
-    """Inside the run's transaction: drop the weights of runs no longer current, add the new."""
+def write_item_weights(con: duckdb.DuckDBPyConnection, weights: ItemWeights | None) -> None:
+    """Inside the run's transaction: drop the weights of runs no longer current, add the new
+    (in blocks of rows: memory stays bounded at any size)."""
+    from engine import foldin
+
     db.execute(con, "foldin_prune_item_weights")
-    if weights is not None and weights.height:
-        db.append_table(con, "item_weights", weights)
+    if weights is not None:
+        for frame in foldin.weight_frames(weights.run_id, weights.w, weights.isbns):
+            if frame.height:
+                db.append_table(con, "item_weights", frame)
 
 
 def _side_information(model: Recommender) -> tuple[bool, tuple[str, ...]]:
