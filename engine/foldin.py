@@ -6,8 +6,9 @@ numpy/scipy only (the serving layer imports it; the app never loads torch). Two 
   linear in their (binary) row x of the interaction matrix, score = x W with W items x items, so
   a new reader's scores are the sum of W's rows of the books they picked. `bookrec train` stores
   W in `item_weights` (`item_item_weights` below); item-kNN's and RP3beta's W is sparse by
-  construction and stored whole, so their fold-in is **exact** (the trained model's scores for
-  the same history); EASE's, GF-CF's and ChebyCF's W is dense and keeps its `TOPK` largest
+  construction and stored whole up to `MAX_WEIGHTS` entries, so their fold-in is **exact** (the
+  trained model's scores for the same history; above it each row keeps its largest
+  `MAX_WEIGHTS // rows`, and a reader whose picked rows were cut is approximate); EASE's, GF-CF's and ChebyCF's W is dense and keeps its `TOPK` largest
   weights per row, so theirs is **approximate** (the pruned tail only lowers scores); hybrid's
   (RP3beta's W plus same-author/publisher links) keeps `TOPK` per row too, which cuts only the
   rows of books in a group of more than ~`TOPK` books. A request says whether its own answer is
@@ -35,9 +36,10 @@ RIDGE_REG = 0.1  # ridge weight, relative to the mean squared norm of the item v
 MAX_PICKS = 500  # books one fold-in request may name
 # item-item weights stored per run at most (12 B each in a serving worker's CSR): above it each
 # row keeps its largest MAX_WEIGHTS // rows (xl's item-kNN W has 288 M entries: stored whole it
-# took over 24 GB to write, and as much again for every worker to load)
-MAX_WEIGHTS = 50_000_000
-WRITE_BLOCK = 1 << 23  # item_weights rows built and appended at a time
+# took over 24 GB to write, and as much again for every worker to load; DuckDB holds ~90 B a
+# row of an open transaction in memory, so 50 M still took the xl write past 20 GB)
+MAX_WEIGHTS = 20_000_000
+WRITE_BLOCK = 1 << 22  # item_weights rows built and appended at a time
 
 
 def _row_blocks(w: sp.csr_matrix, entries: int) -> list[tuple[int, int]]:

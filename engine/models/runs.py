@@ -264,6 +264,9 @@ def item_neighbours(
     return pl.concat(frames)
 
 
+WRITE_ROWS = 1 << 22  # top-N rows appended at a time
+
+
 def write_run(
     con: duckdb.DuckDBPyConnection,
     record: RunRecord,
@@ -320,13 +323,19 @@ def write_run(
                 db.append_table(con, "item_embeddings", item_embeddings)
                 db.append_table(con, "item_neighbours", neighbours)
             if recommendations is not None:
-                db.append_table(
-                    con,
-                    "recommendations",
-                    recommendations.select(
-                        pl.lit(record.run_id).alias("run_id"), "user_id", "rank", "isbn", "score"
-                    ),
-                )
+                # in slices: one Arrow copy of xl's 21 M rows at once was ~2 GB more at the peak
+                for at in range(0, recommendations.height, WRITE_ROWS):
+                    db.append_table(
+                        con,
+                        "recommendations",
+                        recommendations.slice(at, WRITE_ROWS).select(
+                            pl.lit(record.run_id).alias("run_id"),
+                            "user_id",
+                            "rank",
+                            "isbn",
+                            "score",
+                        ),
+                    )
             db.execute(con, "split_prune")
             if also is not None:  # e.g. the stage record: in the same transaction
                 also(con)
