@@ -22,7 +22,7 @@ demo size="small": setup (sample size) (ingest-sample size) enrich facets conten
 sample size="small": setup
     {{bin}}/bookrec sample --size {{size}} --out data/sample/{{size}}
 
-# 10x Book-Crossing (2.7M books, 11.5M ratings) in its own DB: sample, ingest, split, popularity / ALS / item-kNN judged on 20k sampled readers, evaluate (over an hour on 2 cores: ALS ~17 min with its neighbour lists, item-kNN's top-N write-back ~36 min; then `bookrec serve --db data/xl/bookrec.duckdb`; bench/xl.py times each stage)
+# 10x Book-Crossing (2.7M books, 11.5M ratings) in its own DB: sample, ingest, split, popularity / ALS / item-kNN judged on 20k sampled readers, evaluate (about an hour on 2 cores: ALS ~17 min with its neighbour lists, item-kNN ~20 min, 21.5 GB at its peak; then `bookrec serve --db data/xl/bookrec.duckdb`; bench/xl.py times each stage)
 xl out="data/xl": setup
     {{bin}}/bookrec sample --size xl --out {{out}}/sample
     {{bin}}/bookrec ingest --books {{out}}/sample/Books.csv --ratings {{out}}/sample/Ratings.csv --users {{out}}/sample/Users.csv --db {{out}}/bookrec.duckdb
